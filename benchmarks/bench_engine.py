@@ -1,0 +1,186 @@
+"""Prefill and decode speed, and peak memory, of this engine next to Hugging Face transformers.
+
+Both read the same random-weight checkpoint at the real CodeGemma shapes (written once into
+--workdir in the Hugging Face layout) and run the same prompt; each engine runs in its own
+process so that peak memory is its own. Timings are medians of --repeats runs after a warm-up.
+
+    python benchmarks/bench_engine.py --shapes 2b --device cpu --prompt 512 --new 32
+    python benchmarks/bench_engine.py --shapes 2b 7b --device cuda --prompt 1024 --new 128 --static
+
+Method, the same for every engine: T1 = time of generate(max_new_tokens=1) (prefill plus one
+token), TN = time of generate(max_new_tokens=N) with stopping disabled;
+prefill tok/s = prompt / T1, decode tok/s = (N - 1) / (TN - T1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ENGINES = ("tutor", "transformers")
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def ensure_checkpoint(workdir: Path, shape: str) -> Path:
+    from tutor.engine.tiny import REAL, train_tokenizer, write_checkpoint
+
+    folder = workdir / f"random-codegemma-{shape}"
+    if (folder / "config.json").is_file():
+        return folder
+    print(f"writing a random {shape} checkpoint to {folder} ...", file=sys.stderr, flush=True)
+    shards = {"2b": 2, "7b": 4}[shape]
+    write_checkpoint(folder, REAL[shape], train_tokenizer(), seed=0, shards=shards)
+    return folder
+
+
+# ------------------------------------------------------------------ worker side (one engine, one process)
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device: str, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def worker(engine: str, folder: Path, device: str, prompt_len: int, new: int, repeats: int) -> dict:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(4, 1000, (1, prompt_len), generator=gen)
+    base_rss = peak_rss_gib()
+    start = time.perf_counter()
+    if engine == "tutor":
+        from tutor.engine import load
+
+        model = load(folder, device=device, dtype="bfloat16")
+        ids = prompt[0].tolist()
+
+        def run(n: int) -> None:
+            model.generate(ids, max_new_tokens=n, stop_token_ids=[])
+    else:
+        from transformers import GemmaForCausalLM
+
+        model = GemmaForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).to(device).eval()
+        ids = prompt.to(device)
+        extra = {"cache_implementation": "static"} if engine == "transformers-static" else {}
+
+        def run(n: int) -> None:
+            with torch.inference_mode():
+                model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, **extra)
+    _sync(device)
+    load_s = time.perf_counter() - start
+    load_rss = peak_rss_gib()
+    if device.startswith("cuda"):
+        load_gpu = torch.cuda.max_memory_allocated() / 2**30
+        torch.cuda.reset_peak_memory_stats()
+    run(new)  # warm-up: allocator, kernels, any compilation
+    t1 = _timed(lambda: run(1), device, repeats)
+    tn = _timed(lambda: run(new), device, repeats)
+    result = {
+        "engine": engine,
+        "load_s": load_s,
+        "prefill_ms": t1 * 1e3,
+        "prefill_tok_s": prompt_len / t1,
+        "decode_tok_s": (new - 1) / (tn - t1),
+        "rss_before_gib": base_rss,
+        "rss_peak_load_gib": load_rss,
+        "rss_peak_gib": peak_rss_gib(),
+    }
+    if device.startswith("cuda"):
+        result["gpu_peak_load_gib"] = load_gpu
+        result["gpu_peak_run_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return result
+
+
+# ------------------------------------------------------------------ driver
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", nargs="+", default=["2b"], choices=["2b", "7b"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--prompt", type=int, default=512)
+    ap.add_argument("--new", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--static", action="store_true", help="also run transformers with its static cache")
+    ap.add_argument("--workdir", type=Path, default=ROOT / ".bench")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--worker", choices=[*ENGINES, "transformers-static"], help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.folder, args.device, args.prompt, args.new, args.repeats)))
+        return
+
+    engines = [*ENGINES, *(["transformers-static"] if args.static else [])]
+    rows = []
+    for shape in args.shapes:
+        folder = ensure_checkpoint(args.workdir, shape)
+        weights_gib = sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 2**30
+        for engine in engines:
+            cmd = [sys.executable, __file__, "--worker", engine, "--folder", str(folder), "--device", args.device,
+                   "--prompt", str(args.prompt), "--new", str(args.new), "--repeats", str(args.repeats)]
+            print(f"{shape} {engine} ...", file=sys.stderr, flush=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            if done.returncode:
+                print(done.stderr[-3000:], file=sys.stderr)
+                rows.append({"shape": shape, "engine": engine, "error": done.stderr.strip().splitlines()[-1:]})
+                continue
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append({"shape": shape, "weights_gib": weights_gib, **row})
+    print_table(rows, args)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    import torch
+
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({os.cpu_count()} cores)"
+    print(f"\n{where}, bfloat16, batch 1, prompt {args.prompt} tokens, {args.new} new tokens, "
+          f"torch {torch.__version__}")
+    mem = "GPU peak GiB (load / run)" if args.device.startswith("cuda") else "peak RSS GiB (load / run)"
+    print(f"| shape | engine | prefill ms | prefill tok/s | decode tok/s | decode vs transformers | "
+          f"load s | {mem} | weights GiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['shape']} | {r['engine']} | failed: {r['error']} |")
+            continue
+        ref = next((x for x in rows if x["shape"] == r["shape"] and x["engine"] == "transformers" and "error" not in x),
+                   None)
+        ratio = f"{r['decode_tok_s'] / ref['decode_tok_s']:.2f}x" if ref else "-"
+        if args.device.startswith("cuda"):
+            memory = f"{r['gpu_peak_load_gib']:.2f} / {r['gpu_peak_run_gib']:.2f}"
+        else:
+            memory = f"{r['rss_peak_load_gib']:.2f} / {r['rss_peak_gib']:.2f}"
+        print(f"| {r['shape']} | {r['engine']} | {r['prefill_ms']:.1f} | {r['prefill_tok_s']:.0f} | "
+              f"{r['decode_tok_s']:.2f} | {ratio} | {r['load_s']:.1f} | {memory} | {r['weights_gib']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The `tutor` command line, run as a user would: a separate process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def tutor(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tutor.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
+
+
+def test_make_tiny_then_complete_and_chat(tmp_path):
+    folder = tmp_path / "it"
+    made = tutor("make-tiny", str(folder), "--variant", "7b-it", "--shards", "2")
+    assert made.returncode == 0, made.stderr
+    assert (folder / "model.safetensors.index.json").is_file()
+    assert {p.name for p in folder.iterdir()} >= {"config.json", "tokenizer.model", "generation_config.json"}
+
+    done = tutor("complete", "--model", str(folder), "--prefix", "def add(a, b):\n    ", "--suffix", "\n",
+                 "--max-new-tokens", "12", "--dtype", "float32")
+    assert done.returncode == 0, done.stderr
+    assert "instruction-tuned" in done.stderr  # pointed at the better model for completion
+
+    from tutor.engine import load
+    from tutor.prompts import fim_prompt, fim_stop_ids
+
+    model = load(folder, device="cpu", dtype="float32")
+    expected = model.generate(fim_prompt(model.tokenizer, "def add(a, b):\n    ", "\n"), max_new_tokens=12,
+                              stop_token_ids=fim_stop_ids(model.tokenizer)).text
+    assert done.stdout == expected
+
+    chat = tutor("chat", "--model", str(folder), "What does print do?", "--max-new-tokens", "6")
+    assert chat.returncode == 0, chat.stderr
+    assert "not instruction-tuned" not in chat.stderr
+
+
+def test_prefix_file(tmp_path, tiny_2b_dir):
+    src = tmp_path / "prefix.py"
+    src.write_text("import math\n\ndef area(r):\n    return ")
+    done = tutor("complete", "--model", str(tiny_2b_dir), "--prefix-file", str(src), "--max-new-tokens", "4")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["complete", "--model", "{missing}", "--prefix", "x"], "no such folder"),
+    (["complete", "--model", "{tiny}", "--prefix-file", "{missing}"], "cannot read the prefix file"),
+    (["chat", "--model", "{tiny}", "  "], "the question is empty"),
+    (["complete", "--model", "{tiny}", "--prefix", "x = 1\n" * 3000], "context is 2048"),
+    (["make-tiny", "{tiny}"], "already exists and is not empty"),
+])
+def test_errors_are_one_line_with_status_2(tmp_path, tiny_2b_dir, args, message):
+    args = [a.format(missing=tmp_path / "missing", tiny=tiny_2b_dir) for a in args]
+    done = tutor(*args)
+    assert done.returncode == 2
+    assert done.stderr.startswith("tutor: error: ")
+    assert message in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_pickle_checkpoint_refused_on_the_command_line(tmp_path):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "gemma", "architectures": ["GemmaForCausalLM"], '
+                                        '"vocab_size": 10, "hidden_size": 8, "intermediate_size": 8, '
+                                        '"num_hidden_layers": 1, "num_attention_heads": 1, "head_dim": 8}')
+    (folder / "tokenizer.model").write_bytes(b"")
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    done = tutor("complete", "--model", str(folder), "--prefix", "x")
+    assert done.returncode == 2
+    assert "pickle checkpoints are refused" in done.stderr

@@ -1,0 +1,139 @@
+"""The ``tutor`` command line. Errors print one line to stderr and exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .engine.errors import TutorError
+
+
+def _read_text(value: str | None, file: str | None, what: str) -> str:
+    if file is None:
+        return value or ""
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TutorError(f"{file}: cannot read the {what} file ({exc.__class__.__name__}: {exc}).") from exc
+
+
+def _load(args: argparse.Namespace):
+    from .engine import load
+
+    return load(args.model, device=args.device, dtype=args.dtype)
+
+
+def _print_stream(stream) -> None:
+    text = ""
+    for piece in stream:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        text += piece
+    if sys.stdout.isatty() and not text.endswith("\n"):
+        sys.stdout.write("\n")
+
+
+def cmd_complete(args: argparse.Namespace) -> None:
+    from .prompts import fim_prompt, fim_stop_ids
+
+    prefix = _read_text(args.prefix, args.prefix_file, "prefix")
+    suffix = _read_text(args.suffix, args.suffix_file, "suffix")
+    model = _load(args)
+    if model.config.instruction_tuned:
+        print(f"note: {args.model} is instruction-tuned; the pretrained codegemma-2b/7b complete "
+              "code better.", file=sys.stderr)
+    ids = fim_prompt(model.tokenizer, prefix, suffix, mode=args.fim_mode)
+    _print_stream(model.generate(ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                 seed=args.seed, stop_token_ids=fim_stop_ids(model.tokenizer), stream=True))
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    from .prompts import chat_prompt, chat_stop_ids
+
+    question = _read_text(args.question, args.question_file, "question")
+    if not question.strip():
+        raise TutorError("the question is empty: pass it as an argument or with --question-file.")
+    model = _load(args)
+    if not model.config.instruction_tuned:
+        print(f"note: {args.model} is not instruction-tuned; use codegemma-7b-it for chat.", file=sys.stderr)
+    ids = chat_prompt(model.tokenizer, [{"role": "user", "content": question}])
+    _print_stream(model.generate(ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                 seed=args.seed, stop_token_ids=chat_stop_ids(model.tokenizer), stream=True))
+
+
+def cmd_make_tiny(args: argparse.Namespace) -> None:
+    from .engine.tiny import make_tiny
+
+    folder = Path(args.dir)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not args.force:
+        raise TutorError(f"{folder}: already exists and is not empty; choose a new folder or pass --force.")
+    make_tiny(folder, args.variant, seed=args.seed, shards=args.shards, dialect=args.dialect)
+    print(f"wrote a tiny codegemma-{args.variant} checkpoint (random weights) to {folder}")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model folder, or a hub name found in the local Hugging Face cache")
+    p.add_argument("--device", help="cpu, cuda, cuda:1... (default: TUTOR_DEVICE, else CUDA if present)")
+    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: the checkpoint's")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
+    p.add_argument("--seed", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tutor", description="An interactive code tutor on CodeGemma.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("complete", help="fill in the middle between a prefix and a suffix (pretrained model)")
+    _model_options(p)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--prefix", help="code before the cursor")
+    g.add_argument("--prefix-file", help="file with the code before the cursor")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--suffix", help="code after the cursor")
+    g.add_argument("--suffix-file", help="file with the code after the cursor")
+    p.add_argument("--fim-mode", choices=["psm", "spm"], default="psm", help="prompt layout (default psm)")
+    p.set_defaults(func=cmd_complete, default_max_new_tokens=128)
+
+    p = sub.add_parser("chat", help="ask the instruction-tuned model a question; the reply streams")
+    _model_options(p)
+    p.add_argument("question", nargs="?", help="the question")
+    p.add_argument("--question-file", help="read the question from a file")
+    p.set_defaults(func=cmd_chat, default_max_new_tokens=512)
+
+    p = sub.add_parser("make-tiny", help="write a tiny checkpoint in the real layout (random weights)")
+    p.add_argument("dir")
+    p.add_argument("--variant", choices=["2b", "7b", "7b-it"], default="2b")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shards", type=int, default=1, help="split the weights into N files with an index")
+    p.add_argument("--dialect", choices=["old", "new"], default="old", help="config.json dialect")
+    p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    p.set_defaults(func=cmd_make_tiny)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "max_new_tokens", 0) is None:
+        args.max_new_tokens = args.default_max_new_tokens
+    if getattr(args, "max_new_tokens", 1) < 1:
+        parser.error("--max-new-tokens must be at least 1")
+    if getattr(args, "shards", 1) < 1:
+        parser.error("--shards must be at least 1")
+    try:
+        args.func(args)
+    except (TutorError, ValueError) as exc:
+        print(f"tutor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `tutor complete ... | head`
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""A loaded CodeGemma model: config, tokenizer, weights, and generation on top of them."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Generator, Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from .checkpoint import Checkpoint, inspect_checkpoint, iter_tensors, resolve_source
+from .config import ModelConfig, dtype_from_name
+from .errors import CheckpointError, PromptError
+from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings, sample
+from .model import Transformer, rotary_table
+from .tokenizer import END_OF_TURN, EOS, StreamDecoder, Tokenizer
+
+# Caches are sized to the request, rounded up so nearby sizes share one shape.
+_CACHE_ROUND = 256
+
+
+def default_device() -> torch.device:
+    """TUTOR_DEVICE if set, else CUDA when there is a GPU, else the CPU."""
+    name = os.environ.get("TUTOR_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class CodeGemma:
+    """A CodeGemma checkpoint ready to run. Build one with :func:`load`."""
+
+    def __init__(self, checkpoint: Checkpoint, tokenizer: Tokenizer, model: Transformer):
+        self.checkpoint = checkpoint
+        self.config: ModelConfig = checkpoint.config
+        self.tokenizer = tokenizer
+        self.model = model
+
+    def __repr__(self) -> str:
+        return (f"CodeGemma({self.config.variant}, {self.checkpoint.folder}, "
+                f"device={self.device}, dtype={self.dtype})")
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def context_length(self) -> int:
+        return self.config.max_position_embeddings
+
+    def default_stop_ids(self) -> list[int]:
+        """<eos>, and <end_of_turn> for instruction-tuned models."""
+        stops = [self.tokenizer.special[EOS]]
+        if self.config.instruction_tuned:
+            stops.append(self.tokenizer.special[END_OF_TURN])
+        return stops
+
+    # ------------------------------------------------------------------ forward pass
+
+    def logits(self, input_ids: Tensor | Sequence[int] | Sequence[Sequence[int]]) -> Tensor:
+        """A plain forward pass: float32 logits [batch, seq, vocab] for every position."""
+        ids = self._as_batch(input_ids)
+        with torch.inference_mode():
+            return self.model.head(self.model(ids)).float()
+
+    def _as_batch(self, input_ids: Tensor | Sequence[int] | Sequence[Sequence[int]]) -> Tensor:
+        ids = input_ids if isinstance(input_ids, Tensor) else torch.tensor(input_ids, dtype=torch.long)
+        if ids.dim() == 1:
+            ids = ids[None]
+        if ids.dim() != 2 or ids.shape[1] == 0:
+            raise PromptError(f"input_ids must be [batch, seq] with seq >= 1, got shape {list(ids.shape)}")
+        self._check_prompt(ids.shape[1], int(ids.min()), int(ids.max()))
+        return ids.to(self.device, torch.long)
+
+    def _check_prompt(self, length: int, low: int, high: int) -> None:
+        if length > self.context_length:
+            raise PromptError(
+                f"the prompt has {length} tokens but the model's context is {self.context_length}; "
+                "shorten the prompt (less surrounding code or conversation)."
+            )
+        if low < 0 or high >= self.config.vocab_size:
+            raise PromptError(f"token id out of range [0, {self.config.vocab_size}): got {low}..{high}")
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float | None = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop_token_ids: Iterable[int] | None = None,
+        stop_strings: Sequence[str] = (),
+        stream: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult | GenerationStream:
+        """Continue ``prompt_ids`` (one sequence). Greedy by default.
+
+        Returns a :class:`GenerationResult`, or with ``stream=True`` a :class:`GenerationStream` of
+        text pieces. ``cancel`` (an Event set from any thread) stops generation early; the stop
+        tokens default to :meth:`default_stop_ids`; the text never includes a stop string.
+        """
+        prompt = [int(i) for i in prompt_ids]
+        if not prompt:
+            raise PromptError("the prompt is empty; give at least one token (usually <bos>).")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        self._check_prompt(len(prompt), min(prompt), max(prompt))
+        if len(prompt) >= self.context_length:
+            raise PromptError(
+                f"the prompt has {len(prompt)} tokens, which fills the model's context of "
+                f"{self.context_length}; nothing can be generated. Shorten the prompt."
+            )
+        params = SamplingParams(temperature, top_k, top_p, seed)
+        stops = set(self.default_stop_ids() if stop_token_ids is None else stop_token_ids)
+        event = cancel or threading.Event()
+        pieces = self._pieces(prompt, max_new_tokens, params, stops, stop_strings, event)
+        streamed = GenerationStream(pieces, event)
+        return streamed if stream else streamed.run()
+
+    def _pieces(self, prompt: list[int], max_new_tokens: int, params: SamplingParams, stop_ids: set[int],
+                stop_strings: Sequence[str], cancel: threading.Event) -> Generator[str, None, GenerationResult]:
+        budget = min(max_new_tokens, self.context_length - len(prompt))
+        cache_len = min(self.context_length, -(-(len(prompt) + budget) // _CACHE_ROUND) * _CACHE_ROUND)
+        generator = None
+        if params.seed is not None and not params.greedy:
+            generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        decoder, stopper = StreamDecoder(self.tokenizer), StopStrings(stop_strings)
+        generated: list[int] = []
+        reason = "length"
+
+        with torch.inference_mode():  # each block is entered and left between yields, never across one
+            cache = self.model.new_cache(1, cache_len)
+            ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
+            logits = self.model.head(self.model.prefill(ids, cache)[:, -1]).float()
+        position = torch.tensor([len(prompt)], device=self.device)
+        for step in range(budget):
+            if cancel.is_set():
+                reason = "cancelled"
+                break
+            with torch.inference_mode():
+                token = sample(logits, params, generator)
+            token_id = int(token[0])  # the one sync per token: streaming needs the text now
+            generated.append(token_id)
+            if token_id in stop_ids:
+                reason = "stop"
+                break
+            text, hit_stop = stopper.feed(decoder.push(token_id))
+            if text:
+                yield text
+            if hit_stop:
+                reason = "stop"
+                break
+            if step + 1 < budget:
+                with torch.inference_mode():
+                    logits = self.model.decode_step(token[:, None], position, cache)
+                position += 1
+        if reason != "stop":
+            tail, hit_stop = stopper.feed(decoder.flush())
+            tail += "" if hit_stop else stopper.flush()
+            reason = "stop" if hit_stop else reason
+            if tail:
+                yield tail
+        del cache
+        return GenerationResult(
+            text=stopper.text,
+            token_ids=generated,
+            finish_reason=reason,
+            prompt_tokens=len(prompt),
+            completion_tokens=len(generated),
+        )
+
+
+def load(source: str | os.PathLike[str], *, device: str | torch.device | None = None,
+         dtype: str | torch.dtype | None = None) -> CodeGemma:
+    """Load a CodeGemma checkpoint from a folder or the local Hugging Face cache.
+
+    ``source`` is a folder (config.json, *.safetensors, tokenizer.model) or a hub name such as
+    ``google/codegemma-2b`` found in the local cache; nothing is downloaded. ``device`` defaults
+    to TUTOR_DEVICE, else CUDA when present, else CPU; ``dtype`` to the checkpoint's own.
+    The whole folder is checked before any weight is read, so a bad folder raises
+    :class:`CheckpointError` and leaves nothing half-built.
+    """
+    folder = resolve_source(source)
+    checkpoint = inspect_checkpoint(folder)
+    tokenizer = Tokenizer(checkpoint.tokenizer_path)
+    if tokenizer.vocab_size > checkpoint.config.vocab_size:
+        raise CheckpointError(
+            f"{checkpoint.tokenizer_path}: has {tokenizer.vocab_size} pieces but the model has "
+            f"only {checkpoint.config.vocab_size} embeddings; tokenizer.model belongs to another model."
+        )
+    target_device = torch.device(device) if device is not None else default_device()
+    target_dtype = dtype_from_name(dtype) or checkpoint.config.dtype
+    if target_device.type == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError("device 'cuda' was asked for but torch sees no GPU; use device='cpu'.")
+
+    with torch.device("meta"):
+        model = Transformer(checkpoint.config)
+    # Parameters are filled from the memory-mapped files one tensor at a time: a tensor that is
+    # already in the right dtype on the CPU is used in place, without a copy.
+    state = {}
+    for name, tensor in iter_tensors(checkpoint):
+        state[name] = tensor.to(device=target_device, dtype=target_dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    del state
+    # Buffers made on the meta device hold no data: compute the rotary table for real.
+    model.rope_cos, model.rope_sin = rotary_table(checkpoint.config, device=target_device)
+    model.eval().requires_grad_(False)
+    return CodeGemma(checkpoint, tokenizer, model)
+

@@ -1,0 +1,197 @@
+"""The Gemma-1 transformer that CodeGemma uses, with a preallocated KV cache.
+
+Two entry points share the weights:
+- :meth:`Transformer.prefill` runs a block of new tokens (the prompt, or the part of it that is
+  not cached yet) and writes their keys and values into the cache;
+- :meth:`Transformer.decode_step` runs one token per sequence against the whole fixed-size cache
+  with a mask, so every step has the same shapes and can be captured in a CUDA graph.
+Numerics follow the reference: RMSNorm in float32 with (1 + w), the embedding scaled by
+sqrt(hidden) cast to the activation dtype, GELU in its tanh form, rotary cos/sin computed in
+float32 and cast to the activation dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(dim))  # stored as the offset from 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (y * (1.0 + self.weight.float())).type_as(x)
+
+
+class KVCache(nn.Module):
+    """Keys and values for every layer: [layers, batch, kv_heads, max_len, head_dim], allocated once."""
+
+    def __init__(self, config: ModelConfig, batch: int, max_len: int, dtype: torch.dtype, device: torch.device):
+        super().__init__()
+        shape = (config.num_layers, batch, config.num_kv_heads, max_len, config.head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    @property
+    def batch(self) -> int:
+        return self.k.shape[1]
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_heads, self.n_kv, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
+        h = config.hidden_size
+        self.q_proj = nn.Linear(h, self.n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, h, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
+                positions: Tensor, mask: Tensor | None) -> Tensor:
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            cache.k[layer].index_copy_(2, positions, k)
+            cache.v[layer].index_copy_(2, positions, v)
+            if mask is not None:  # attend over the cache; the mask hides what is not written yet
+                k, v = cache.k[layer], cache.v[layer]
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=self.n_kv != self.n_heads)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Always the tanh form, whatever config.json calls the activation.
+        return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
+                positions: Tensor, mask: Tensor | None) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, positions, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class GemmaModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+def rotary_table(config: ModelConfig, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """cos and sin for every position, [max_positions, head_dim], float32 (half-split layout)."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64, device=device).float() / dim))
+    pos = torch.arange(config.max_position_embeddings, device=device, dtype=torch.float32)
+    freqs = torch.outer(pos, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class Transformer(nn.Module):
+    """Weights named as in the Hugging Face checkpoint (``model.layers.0.mlp.up_proj.weight``...)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.model = GemmaModel(config)
+        cos, sin = rotary_table(config)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.embed_tokens.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embed_tokens.weight.device
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        return KVCache(self.config, batch, max_len, self.dtype, self.device)
+
+    def _embed(self, ids: Tensor) -> Tensor:
+        h = self.model.embed_tokens(ids)
+        # The scale is cast to the activation dtype first, as the reference does (55.5 in bf16 for 7B).
+        return h * torch.tensor(self.config.hidden_size ** 0.5, dtype=h.dtype, device=h.device)
+
+    def _run(self, ids: Tensor, positions: Tensor, cache: KVCache | None, mask: Tensor | None) -> Tensor:
+        h = self._embed(ids)
+        cos = self.rope_cos[positions].to(h.dtype)
+        sin = self.rope_sin[positions].to(h.dtype)
+        for i, layer in enumerate(self.model.layers):
+            h = layer(h, cos, sin, cache, i, positions, mask)
+        return self.model.norm(h)
+
+    def head(self, h: Tensor) -> Tensor:
+        """Logits from final hidden states; the output head is the (unscaled) embedding."""
+        return F.linear(h, self.model.embed_tokens.weight)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """Hidden states after the final norm for a whole sequence, no cache: [batch, seq, hidden]."""
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        return self._run(ids, positions, None, None)
+
+    def prefill(self, ids: Tensor, cache: KVCache, start: int = 0) -> Tensor:
+        """Run ``ids`` [batch, t] at positions start..start+t-1, filling the cache. Returns hidden states.
+
+        With start > 0 the new tokens attend to the cached ones before them, which lets a caller
+        reuse the cache of a shared prefix.
+        """
+        t = ids.shape[1]
+        positions = torch.arange(start, start + t, device=ids.device)
+        if start == 0:
+            return self._run(ids, positions, cache, None)
+        keys = torch.arange(cache.max_len, device=ids.device)
+        mask = keys[None, :] <= positions[:, None]  # [t, max_len]: causal over cache + new block
+        return self._run(ids, positions, cache, mask)
+
+    def decode_step(self, ids: Tensor, position: Tensor, cache: KVCache) -> Tensor:
+        """One token per sequence at ``position`` (a 1-element tensor). Returns float logits [batch, vocab].
+
+        Shapes never change between steps: the attention spans the whole cache under a mask.
+        """
+        keys = torch.arange(cache.max_len, device=ids.device)
+        mask = (keys <= position)[None, :]  # [1, max_len]
+        h = self._run(ids, position, cache, mask)
+        return self.head(h[:, -1]).float()
