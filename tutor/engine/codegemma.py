@@ -13,7 +13,7 @@ from .checkpoint import Checkpoint, inspect_checkpoint, iter_tensors, resolve_so
 from .config import ModelConfig, dtype_from_name
 from .errors import CheckpointError, PromptError
 from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings, sample
-from .model import Transformer, rotary_table
+from .model import Transformer
 from .tokenizer import END_OF_TURN, EOS, StreamDecoder, Tokenizer
 
 # Caches are sized to the request, rounded up so nearby sizes share one shape.
@@ -211,8 +211,7 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
         state[name] = tensor.to(device=target_device, dtype=target_dtype)
     model.load_state_dict(state, strict=True, assign=True)
     del state
-    # Buffers made on the meta device hold no data: compute the rotary table for real.
-    model.rope_cos, model.rope_sin = rotary_table(checkpoint.config, device=target_device)
+    model.prepare()  # buffers made on the meta device hold no data yet
     model.eval().requires_grad_(False)
     return CodeGemma(checkpoint, tokenizer, model)
 

@@ -24,11 +24,15 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.zeros(dim))  # stored as the offset from 1
+        self.register_buffer("scale", None, persistent=False)  # 1 + weight in float32, set by prepare()
+
+    def prepare(self) -> None:
+        """Precompute the float32 scale once the weights are loaded (saves two kernels per call)."""
+        self.scale = 1.0 + self.weight.detach().float()
 
     def forward(self, x: Tensor) -> Tensor:
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (y * (1.0 + self.weight.float())).type_as(x)
+        scale = self.scale if self.scale is not None else 1.0 + self.weight.float()
+        return F.rms_norm(x.float(), (x.shape[-1],), weight=scale, eps=self.eps).type_as(x)
 
 
 class KVCache(nn.Module):
@@ -71,11 +75,30 @@ class Attention(nn.Module):
             cache.v[layer].index_copy_(2, positions, v)
             if mask is not None:  # attend over the cache; the mask hides what is not written yet
                 k, v = cache.k[layer], cache.v[layer]
+        gqa = self.n_kv != self.n_heads
         if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=self.n_kv != self.n_heads)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=gqa)
+        elif x.device.type == "cpu":
+            out = grouped_attention(q, k, v, mask)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+
+
+def grouped_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """Attention of a few queries over the cache, written out: q [b, H, t, d], k/v [b, Hkv, S, d], mask [t, S].
+
+    The CPU's fused attention kernels are made for long query blocks and run several times slower
+    for one query over a long cache. Query heads are grouped by the key/value head they share
+    (head h uses kv head h // group, as in the reference), so keys and values are never copied.
+    """
+    b, n_heads, t, d = q.shape
+    n_kv, length = k.shape[1], k.shape[2]
+    group = n_heads // n_kv
+    scores = (q.reshape(b, n_kv, group * t, d) @ k.transpose(-1, -2)) * d ** -0.5
+    scores = scores.view(b, n_kv, group, t, length).masked_fill(~mask, float("-inf"))
+    probs = scores.float().softmax(dim=-1).to(q.dtype)
+    return (probs.view(b, n_kv, group * t, length) @ v).view(b, n_heads, t, d)
 
 
 class MLP(nn.Module):
@@ -113,19 +136,20 @@ class GemmaModel(nn.Module):
 
 
 def rotary_table(config: ModelConfig, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
-    """cos and sin for every position, [max_positions, head_dim], float32 (half-split layout)."""
+    """cos and signed sin for every position, [max_positions, head_dim], float32.
+
+    Gemma rotates the two halves of each head ("rotate_half"): with sin's first half negated,
+    x * cos + roll(x, half) * signed_sin gives exactly the reference's x * cos + rotate_half(x) * sin.
+    """
     dim = config.head_dim
     inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64, device=device).float() / dim))
     pos = torch.arange(config.max_position_embeddings, device=device, dtype=torch.float32)
     freqs = torch.outer(pos, inv_freq)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos(), emb.sin()
+    return torch.cat((freqs, freqs), dim=-1).cos(), torch.cat((-freqs.sin(), freqs.sin()), dim=-1)
 
 
-def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def apply_rotary(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 class Transformer(nn.Module):
@@ -138,6 +162,16 @@ class Transformer(nn.Module):
         cos, sin = rotary_table(config)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_buffer("embed_scale", torch.tensor(config.hidden_size ** 0.5), persistent=False)
+
+    def prepare(self) -> None:
+        """Derive the constants that depend on the loaded weights' dtype and device."""
+        self.rope_cos, self.rope_sin = rotary_table(self.config, device=self.device)
+        # The reference casts sqrt(hidden) to the activation dtype first (55.5 in bf16 for 7B).
+        self.embed_scale = torch.tensor(self.config.hidden_size ** 0.5, dtype=self.dtype, device=self.device)
+        for module in self.modules():
+            if isinstance(module, RMSNorm):
+                module.prepare()
 
     @property
     def dtype(self) -> torch.dtype:
@@ -152,8 +186,7 @@ class Transformer(nn.Module):
 
     def _embed(self, ids: Tensor) -> Tensor:
         h = self.model.embed_tokens(ids)
-        # The scale is cast to the activation dtype first, as the reference does (55.5 in bf16 for 7B).
-        return h * torch.tensor(self.config.hidden_size ** 0.5, dtype=h.dtype, device=h.device)
+        return h * self.embed_scale.to(h.dtype)
 
     def _run(self, ids: Tensor, positions: Tensor, cache: KVCache | None, mask: Tensor | None) -> Tensor:
         h = self._embed(ids)
