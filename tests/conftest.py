@@ -41,3 +41,34 @@ def tiny_it(tiny_dirs):
 def tiny_copy(tiny_2b_dir, tmp_path) -> Path:
     """A private copy of the tiny 2B folder that a test may break."""
     return Path(shutil.copytree(tiny_2b_dir, tmp_path / "codegemma-2b"))
+
+
+def start_server(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    """Start `tutor serve` on a free loopback port; returns (process, base URL)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "tutor.cli", "serve", "--port", "0", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("tutor serve: listening on "):
+            return proc, line.split()[-1]
+        if not line and proc.poll() is not None:
+            raise RuntimeError(f"tutor serve exited: {proc.stderr.read()}")
+    proc.kill()
+    raise RuntimeError("tutor serve did not start in time")
+
+
+@pytest.fixture(scope="session")
+def server(tiny_dirs):
+    """A real `tutor serve` with the tiny 2B as completion model and the tiny 7B-it for chat."""
+    proc, url = start_server("--model", str(tiny_dirs["2b"]), "--chat-model", str(tiny_dirs["7b-it"]),
+                             "--token", "test-token", "--dtype", "float32", "--max-queue", "4")
+    yield url, "test-token"
+    proc.terminate()
+    proc.wait(timeout=30)

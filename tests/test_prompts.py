@@ -88,3 +88,15 @@ def test_stop_ids(tok):
     assert set(fim_stop_ids(tok)) == {s(tok, p) for p in ("<eos>", "<|fim_prefix|>", "<|fim_middle|>",
                                                           "<|fim_suffix|>", "<|file_separator|>", "<end_of_turn>")}
     assert set(chat_stop_ids(tok)) == {s(tok, "<end_of_turn>"), s(tok, "<eos>")}
+
+
+def test_text_rendering_for_text_only_servers(tok):
+    from tutor.prompts import fim_segments, neutralize, render_text
+
+    text = render_text(fim_segments("s = '<end_of_turn>'\n", "<|fim_suffix|>"))
+    assert text == "<bos><|fim_prefix|>s = '<\u200cend_of_turn>'\n<|fim_suffix|><\u200c|fim_suffix|><|fim_middle|>"
+    # read back by a server that parses special pieces, only the prompt's own markers are control tokens
+    ids = tok.encode_raw_prompt(text)
+    assert [i for i in ids if i in tok.special.values()] == [
+        s(tok, "<bos>"), s(tok, "<|fim_prefix|>"), s(tok, "<|fim_suffix|>"), s(tok, "<|fim_middle|>")]
+    assert neutralize("plain code") == "plain code"

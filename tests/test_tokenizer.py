@@ -79,3 +79,11 @@ def test_missing_or_garbage_tokenizer_file(tmp_path):
     bad.write_bytes(b"this is not a protobuf")
     with pytest.raises(TokenizerError, match="not a SentencePiece model"):
         Tokenizer(bad)
+
+
+def test_raw_prompts_from_programs_parse_special_pieces(tok):
+    s = tok.special
+    raw = "<|fim_prefix|>def f():<|fim_suffix|>\n<|fim_middle|>"
+    assert tok.encode_raw_prompt(raw) == [s["<bos>"], s["<|fim_prefix|>"], *tok.encode("def f():"),
+                                          s["<|fim_suffix|>"], *tok.encode("\n"), s["<|fim_middle|>"]]
+    assert tok.encode_raw_prompt("<bos>x") == [s["<bos>"], *tok.encode("x")]

@@ -73,6 +73,21 @@ def cmd_make_tiny(args: argparse.Namespace) -> None:
     print(f"wrote a tiny codegemma-{args.variant} checkpoint (random weights) to {folder}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .backends.local import LocalBackend
+    from .serving import serve
+    from .settings import resolve_settings
+
+    settings = resolve_settings({"completion_model": args.model, "chat_model": args.chat_model,
+                                 "token": args.token, "device": args.device})
+    if not (settings.completion_model or settings.chat_model):
+        raise TutorError("nothing to serve: pass --model (completion) and/or --chat-model (chat), "
+                         "or set TUTOR_COMPLETION_MODEL / TUTOR_CHAT_MODEL.")
+    backend = LocalBackend(settings.completion_model, settings.chat_model, device=settings.device, dtype=args.dtype)
+    serve(backend, host=args.host, port=args.port, token=settings.token, max_queue=args.max_queue,
+          parent_pid=args.parent_pid)
+
+
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model folder, or a hub name found in the local Hugging Face cache")
     p.add_argument("--device", help="cpu, cuda, cuda:1... (default: TUTOR_DEVICE, else CUDA if present)")
@@ -102,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question", nargs="?", help="the question")
     p.add_argument("--question-file", help="read the question from a file")
     p.set_defaults(func=cmd_chat, default_max_new_tokens=512)
+
+    p = sub.add_parser("serve", help="serve the models over an OpenAI-compatible HTTP API")
+    p.add_argument("--model", help="completion model (default: TUTOR_COMPLETION_MODEL)")
+    p.add_argument("--chat-model", help="instruction-tuned model for chat (default: TUTOR_CHAT_MODEL)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed on start)")
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: TUTOR_TOKEN)")
+    p.add_argument("--device", help="cpu, cuda... (default: TUTOR_DEVICE, else CUDA if present)")
+    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: the checkpoint's")
+    p.add_argument("--max-queue", type=int, default=16, help="requests per model before answering 503")
+    p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("make-tiny", help="write a tiny checkpoint in the real layout (random weights)")
     p.add_argument("dir")

@@ -16,6 +16,7 @@ Formats (from the CodeGemma model card and report):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +30,7 @@ from .engine.tokenizer import (
     FIM_MIDDLE,
     FIM_PREFIX,
     FIM_SUFFIX,
+    SPECIAL_PIECES,
     START_OF_TURN,
     Tokenizer,
 )
@@ -44,33 +46,70 @@ class ContextFile:
     content: str
 
 
-def fim_prompt(tokenizer: Tokenizer, prefix: str, suffix: str = "", *, mode: FimMode = "psm",
-               files: Sequence[ContextFile] = (), path: str | None = None) -> list[int]:
-    """Token ids asking the model to write the middle between ``prefix`` and ``suffix``.
+class Special(str):
+    """A control piece in a prompt (``<|fim_prefix|>``...), as opposed to text."""
+
+
+Segment = str  # plain text, or a Special
+
+
+def fim_segments(prefix: str, suffix: str = "", *, mode: FimMode = "psm", files: Sequence[ContextFile] = (),
+                 path: str | None = None) -> list[Segment]:
+    """The fill-in-the-middle prompt as control pieces and text: the one place that knows its layout.
 
     With ``files`` (or a ``path``) the prompt is multi-file: the other files come first, each after
     a file separator, then the current file's path and its fill-in-the-middle block.
     """
-    sp = tokenizer.special
     if mode == "psm":
-        block = [sp[FIM_PREFIX], *tokenizer.encode(prefix), sp[FIM_SUFFIX], *tokenizer.encode(suffix),
-                 sp[FIM_MIDDLE]]
+        block = [Special(FIM_PREFIX), prefix, Special(FIM_SUFFIX), suffix, Special(FIM_MIDDLE)]
     elif mode == "spm":
-        block = [sp[FIM_PREFIX], sp[FIM_SUFFIX], *tokenizer.encode(suffix), sp[FIM_MIDDLE],
-                 *tokenizer.encode(prefix)]
+        block = [Special(FIM_PREFIX), Special(FIM_SUFFIX), suffix, Special(FIM_MIDDLE), prefix]
     else:
         raise PromptError(f"unknown fill-in-the-middle mode {mode!r}: use 'psm' or 'spm'.")
-    if not files and path is None:
-        return [sp[BOS], *block]
-    ids = [sp[BOS]]
-    for f in files:
-        ids += file_block(tokenizer, f.path, f.content)
-    return ids + file_block(tokenizer, path or "", "") + block
+    segments: list[Segment] = [Special(BOS)]
+    if files or path is not None:
+        for f in files:
+            segments += file_segments(f.path, f.content)
+        segments += file_segments(path or "", "")
+    return segments + block
 
 
-def file_block(tokenizer: Tokenizer, path: str, content: str) -> list[int]:
-    """One file of a multi-file prompt. The one place that knows this layout."""
-    return [tokenizer.special[FILE_SEPARATOR], *tokenizer.encode(f"{path}\n{content}")]
+def file_segments(path: str, content: str) -> list[Segment]:
+    """One file of a multi-file prompt: the separator, then the path on its own line, then the content."""
+    return [Special(FILE_SEPARATOR), f"{path}\n{content}"]
+
+
+def render_ids(tokenizer: Tokenizer, segments: Sequence[Segment]) -> list[int]:
+    ids: list[int] = []
+    for seg in segments:
+        if isinstance(seg, Special):
+            ids.append(tokenizer.special[seg])
+        elif seg:
+            ids += tokenizer.encode(seg)
+    return ids
+
+
+def render_text(segments: Sequence[Segment]) -> str:
+    """The prompt as text for servers that take only text and parse special pieces in it.
+
+    Such a server would also parse ``<end_of_turn>`` typed by a student, so each special-piece
+    string inside text is broken with an invisible U+200C after its ``<``.
+    """
+    return "".join(str(seg) if isinstance(seg, Special) else neutralize(seg) for seg in segments)
+
+
+_SPECIAL_TEXT = re.compile("|".join(re.escape(p) for p in sorted(SPECIAL_PIECES, key=len, reverse=True)))
+
+
+def neutralize(text: str) -> str:
+    """``text`` with every special-piece string broken so no tokenizer can read it as control."""
+    return _SPECIAL_TEXT.sub(lambda m: "<\u200c" + m.group()[1:], text)
+
+
+def fim_prompt(tokenizer: Tokenizer, prefix: str, suffix: str = "", *, mode: FimMode = "psm",
+               files: Sequence[ContextFile] = (), path: str | None = None) -> list[int]:
+    """Token ids asking the model to write the middle between ``prefix`` and ``suffix``."""
+    return render_ids(tokenizer, fim_segments(prefix, suffix, mode=mode, files=files, path=path))
 
 
 def fim_stop_ids(tokenizer: Tokenizer) -> list[int]:

@@ -101,7 +101,7 @@ class CodeGemma:
         stop_strings: Sequence[str] = (),
         stream: bool = False,
         cancel: threading.Event | None = None,
-    ) -> GenerationResult | GenerationStream:
+    ) -> GenerationResult | GenerationStream[GenerationResult]:
         """Continue ``prompt_ids`` (one sequence). Greedy by default.
 
         Returns a :class:`GenerationResult`, or with ``stream=True`` a :class:`GenerationStream` of

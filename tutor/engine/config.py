@@ -27,7 +27,8 @@ _DTYPES = {
 # released codegemma-2b says "gelu", which some transformers versions ran as exact GELU by mistake.
 _GELU_NAMES = {"gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_fast", "gelu_tanh", "gelu_python"}
 
-_IT_NAME = re.compile(r"(^|[-_/])it($|[-_/.])", re.IGNORECASE)
+# How instruction-tuned checkpoints are named: codegemma-7b-it, codegemma-1.1-7b-it, ...
+IT_NAME = re.compile(r"(^|[-_/])it($|[-_/.:])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "config.json", folder_nam
         rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
         rope_theta=float(rope_theta),
         dtype=_DTYPES[dtype_name],
-        instruction_tuned=bool(_IT_NAME.search(name) or _IT_NAME.search(folder_name)),
+        instruction_tuned=bool(IT_NAME.search(name) or IT_NAME.search(folder_name)),
         name=name,
     )
 

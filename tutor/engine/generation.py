@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import torch
 from torch import Tensor
@@ -93,17 +94,20 @@ class GenerationResult:
     completion_tokens: int
 
 
-class GenerationStream(Iterator[str]):
+R = TypeVar("R")
+
+
+class GenerationStream(Iterator[str], Generic[R]):
     """Iterate for text pieces as they are generated; ``result`` is set once iteration ends.
 
     ``cancel()`` may be called from any thread: generation stops before the next token and the
-    result's finish_reason is "cancelled".
+    result's finish_reason is "cancelled". The backends use the same class for remote streams.
     """
 
-    def __init__(self, pieces: Generator[str, None, GenerationResult], cancel_event: threading.Event):
+    def __init__(self, pieces: Generator[str, None, R], cancel_event: threading.Event):
         self._pieces = pieces
-        self._cancel = cancel_event
-        self.result: GenerationResult | None = None
+        self.cancel_event = cancel_event  # shared with whatever produces the pieces
+        self.result: R | None = None
 
     def __next__(self) -> str:
         try:
@@ -113,14 +117,18 @@ class GenerationStream(Iterator[str]):
             raise
 
     def cancel(self) -> None:
-        self._cancel.set()
+        self.cancel_event.set()
 
     def close(self) -> None:
         """Stop generating and release the cache now (also done when the stream is garbage-collected)."""
-        self._cancel.set()
+        self.cancel_event.set()
         self._pieces.close()
 
-    def run(self) -> GenerationResult:
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def run(self) -> R:
         """Consume the rest of the stream and return the result."""
         for _ in self:
             pass

@@ -77,13 +77,28 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` as plain characters; no BOS is added, no special token is parsed."""
+        return self._encode(text, specials=False)
+
+    def encode_raw_prompt(self, text: str) -> list[int]:
+        """Token ids of a complete raw prompt written by a program, not a person.
+
+        Special-piece strings (``<|fim_prefix|>``, ``<start_of_turn>``...) become their tokens, and
+        <bos> is put first unless the text starts with it, as OpenAI-compatible servers (vLLM,
+        llama.cpp) treat text prompts. Never use this on text a student typed: use :meth:`encode`.
+        """
+        ids = self._encode(text, specials=True)
+        return ids if ids[:1] == [self.bos_id] else [self.bos_id, *ids]
+
+    def _encode(self, text: str, specials: bool) -> list[int]:
         ids: list[int] = []
         start = 0
         for match in self._literal_re.finditer(text):
             ids += self._sp.EncodeAsIds(text[start:match.start()]) if match.start() > start else []
             literal = match.group()
-            # Encoding the first character apart means the whole piece can never match.
-            ids += self._sp.EncodeAsIds(literal[0]) + self._sp.EncodeAsIds(literal[1:])
+            if specials:
+                ids.append(self.special[literal])
+            else:  # encoding the first character apart means the whole piece can never match
+                ids += self._sp.EncodeAsIds(literal[0]) + self._sp.EncodeAsIds(literal[1:])
             start = match.end()
         if start < len(text):
             ids += self._sp.EncodeAsIds(text[start:])

@@ -1,0 +1,92 @@
+"""The engine in this process. Models load on first use, once, and are shared by all callers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator, Sequence
+
+from ..engine import CheckpointError, CodeGemma, PromptError, load
+from ..engine.generation import GenerationResult, GenerationStream
+from ..prompts import ContextFile, chat_prompt, chat_stop_ids, fim_prompt, fim_stop_ids
+from .base import (
+    DEFAULT_OPTIONS,
+    Backend,
+    BackendError,
+    Completion,
+    CompletionStream,
+    GenerationOptions,
+    Message,
+    NotConfigured,
+)
+
+
+class LocalBackend(Backend):
+    def __init__(self, completion_model: str | None = None, chat_model: str | None = None, *,
+                 device: str | None = None, dtype: str | None = None):
+        self.sources = {"completion": completion_model, "chat": chat_model}
+        self.device, self.dtype = device, dtype
+        self._models: dict[str, CodeGemma] = {}  # by source, so one folder serving both roles loads once
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        roles = ", ".join(f"{role}: {src or 'not configured'}" for role, src in self.sources.items())
+        return f"local engine in this process ({roles})"
+
+    def model(self, role: str) -> CodeGemma:
+        """The model for "completion" or "chat", loading it on first use."""
+        source = self.sources[role]
+        if not source:
+            raise NotConfigured(role)
+        with self._lock:
+            if source not in self._models:
+                try:
+                    self._models[source] = load(source, device=self.device, dtype=self.dtype)
+                except CheckpointError as exc:
+                    raise BackendError(str(exc), status=503, kind="model_unavailable") from exc
+            return self._models[source]
+
+    def complete(self, prompt: str | Sequence[int], options: GenerationOptions = DEFAULT_OPTIONS, *,
+                 stop_token_ids: Sequence[int] | None = None, role: str = "completion") -> CompletionStream:
+        """As Backend.complete; ``role="chat"`` continues a raw prompt with the chat model instead."""
+        model = self.model(role)
+        tok = model.tokenizer
+        ids = tok.encode_raw_prompt(prompt) if isinstance(prompt, str) else list(prompt)
+        if stop_token_ids is None:
+            stop_token_ids = fim_stop_ids(tok) if role == "completion" else chat_stop_ids(tok)
+        return self._run(model, role, ids, options, stop_token_ids)
+
+    def fill_in_middle(self, prefix: str, suffix: str, options: GenerationOptions = DEFAULT_OPTIONS, *,
+                       files: Sequence[ContextFile] = (), path: str | None = None) -> CompletionStream:
+        model = self.model("completion")
+        ids = fim_prompt(model.tokenizer, prefix, suffix, files=files, path=path)
+        return self._run(model, "completion", ids, options, fim_stop_ids(model.tokenizer))
+
+    def chat(self, messages: Sequence[Message], options: GenerationOptions = DEFAULT_OPTIONS) -> CompletionStream:
+        model = self.model("chat")
+        try:
+            ids = chat_prompt(model.tokenizer, messages)
+        except PromptError as exc:
+            raise BackendError(str(exc), 400, "invalid_request_error") from exc
+        return self._run(model, "chat", ids, options, chat_stop_ids(model.tokenizer))
+
+    def _run(self, model: CodeGemma, role: str, ids: list[int], options: GenerationOptions,
+             stop_token_ids: Sequence[int]) -> CompletionStream:
+        cancel = threading.Event()
+        try:
+            stream = model.generate(ids, max_new_tokens=options.max_tokens, temperature=options.temperature,
+                                    top_p=options.top_p, seed=options.seed, stop_token_ids=stop_token_ids,
+                                    stop_strings=options.stop, stream=True, cancel=cancel)
+        except PromptError as exc:
+            raise BackendError(str(exc), 400, "invalid_request_error") from exc
+        return GenerationStream(_as_completion(stream, str(self.sources[role])), cancel)
+
+
+def _as_completion(stream: GenerationStream[GenerationResult], model: str) -> Generator[str, None, Completion]:
+    try:
+        yield from stream
+    except BaseException:  # closed early or failed: stop the engine's generator now
+        stream.close()
+        raise
+    r = stream.result
+    assert r is not None
+    return Completion(r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, model)

@@ -1,0 +1,214 @@
+"""The embedded default: one `tutor serve` process on loopback, started on first use.
+
+The worker runs apart so that a crash or an out-of-memory kill takes down only the worker,
+never the notebook server or a kernel. It listens on a free loopback port with a random token
+(given through its environment, not its command line, so `ps` does not show it), exits when its
+parent does, and is restarted on the next request after it dies; the caller is told.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+from ..engine.generation import GenerationStream
+from ..engine.tokenizer import Tokenizer
+from ..prompts import ContextFile
+from .base import (
+    DEFAULT_OPTIONS,
+    Backend,
+    BackendError,
+    Completion,
+    CompletionStream,
+    GenerationOptions,
+    Message,
+)
+from .remote import RemoteBackend
+
+READY_PREFIX = "tutor serve: listening on "
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+        hint = " (often the machine running out of memory)" if returncode == -signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exited with status {returncode}"
+
+
+class ModelWorker:
+    def __init__(self, completion_model: str | None, chat_model: str | None, *, device: str | None = None,
+                 dtype: str | None = None, startup_timeout: float = 600.0):
+        self.models = {"completion": completion_model, "chat": chat_model}
+        self.device, self.dtype = device, dtype
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.token = ""
+        self.restarts = 0
+        self.log_path = Path(tempfile.gettempdir()) / f"tutor-worker-{os.getpid()}.log"
+        self._lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def survived(self, error: BackendError, grace: float = 3.0) -> bool:
+        """Whether the worker is still up after ``error``; a broken connection may mean it is dying."""
+        if self.process is None:
+            return False
+        if error.kind == "unreachable":
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                return True
+        return self.alive()
+
+    def ensure(self) -> str | None:
+        """Start the worker if it is not running. Returns a notice when it had died and was restarted."""
+        with self._lock:
+            if self.alive():
+                return None
+            notice = None
+            if self.process is not None:
+                notice = (f"The model worker had stopped ({describe_exit(self.process.returncode)}) "
+                          "and has been restarted.")
+                self.restarts += 1
+            self._start()
+            return notice
+
+    def _start(self) -> None:
+        token = secrets.token_urlsafe(24)
+        cmd = [sys.executable, "-m", "tutor.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+               "--parent-pid", str(os.getpid())]
+        for flag, value in (("--model", self.models["completion"]), ("--chat-model", self.models["chat"]),
+                            ("--device", self.device), ("--dtype", self.dtype)):
+            if value:
+                cmd += [flag, value]
+        env = {k: v for k, v in os.environ.items() if k not in ("TUTOR_ENDPOINT",)}
+        env["TUTOR_TOKEN"] = token
+        log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - the child owns it from here
+        try:
+            process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                       text=True, env=env, start_new_session=True)
+        finally:
+            log.close()
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True, name="tutor-worker-stdout").start()
+        while True:
+            try:
+                line = lines.get(timeout=self.startup_timeout)
+            except queue.Empty:
+                process.kill()
+                raise BackendError(f"the model worker did not start within {self.startup_timeout:.0f} s; "
+                                   f"see {self.log_path}.", 503, "worker_failed") from None
+            if line is None:
+                process.wait()
+                raise BackendError(f"the model worker could not start ({describe_exit(process.returncode)}): "
+                                   f"{self._log_tail()}", 503, "worker_failed")
+            if line.startswith(READY_PREFIX):
+                self.url, self.token, self.process = line[len(READY_PREFIX):].strip(), token, process
+                return
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        except OSError:
+            return f"see {self.log_path}"
+        errors = [line for line in lines if line.startswith("tutor: error:")]
+        return (errors or lines or [f"see {self.log_path}"])[-1]
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.alive():
+                assert self.process is not None
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+            self.process = None
+
+
+class WorkerBackend(Backend):
+    """A RemoteBackend to the worker, which starts it first and restarts it after a crash."""
+
+    def __init__(self, worker: ModelWorker):
+        self.worker = worker
+        self._remote: RemoteBackend | None = None
+        self._tokenizer: Tokenizer | None = None
+        source = worker.models["completion"]
+        if source and (Path(source) / "tokenizer.model").is_file():
+            self._tokenizer = Tokenizer(Path(source) / "tokenizer.model")  # prompts go as token ids
+
+    def describe(self) -> str:
+        state = f"running at {self.worker.url}" if self.worker.alive() else "started on first use"
+        models = ", ".join(f"{role}: {src or 'not configured'}" for role, src in self.worker.models.items())
+        return f"model worker on this machine, {state} ({models})"
+
+    def complete(self, prompt, options: GenerationOptions = DEFAULT_OPTIONS, *, stop_token_ids=None):
+        return self._call(lambda r: r.complete(prompt, options, stop_token_ids=stop_token_ids))
+
+    def fill_in_middle(self, prefix: str, suffix: str, options: GenerationOptions = DEFAULT_OPTIONS, *,
+                       files: tuple[ContextFile, ...] | list[ContextFile] = (), path: str | None = None):
+        return self._call(lambda r: r.fill_in_middle(prefix, suffix, options, files=files, path=path))
+
+    def chat(self, messages: list[Message], options: GenerationOptions = DEFAULT_OPTIONS):
+        return self._call(lambda r: r.chat(messages, options))
+
+    def close(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+        self.worker.stop()
+
+    def _call(self, start: Callable[[RemoteBackend], CompletionStream]) -> CompletionStream:
+        notice = self.worker.ensure()
+        if self._remote is None or self._remote.endpoint != self.worker.url.rstrip("/") + "/v1":
+            if self._remote is not None:
+                self._remote.close()
+            self._remote = RemoteBackend(self.worker.url, self.worker.token, tokenizer=self._tokenizer)
+        try:
+            stream = start(self._remote)
+        except BackendError as exc:
+            if self.worker.survived(exc):
+                raise
+            raise self._crashed() from exc
+        return GenerationStream(self._watch(stream, notice), stream.cancel_event)
+
+    def _watch(self, stream: CompletionStream, notice: str | None) -> Generator[str, None, Completion]:
+        try:
+            yield from stream
+        except BackendError as exc:
+            if self.worker.survived(exc):
+                raise
+            raise self._crashed() from exc
+        result = stream.result
+        assert result is not None
+        return dataclasses.replace(result, notices=(*result.notices, notice)) if notice else result
+
+    def _crashed(self) -> BackendError:
+        process = self.worker.process
+        how = describe_exit(process.returncode if process is not None else None)
+        try:
+            self.worker.ensure()  # bring it back now so the next request finds it ready
+            again = "It has been restarted: ask again."
+        except BackendError as exc:
+            again = f"Restarting it failed too: {exc}"
+        return BackendError(f"The model worker stopped while answering ({how}). {again}", 503, "worker_restarted")
