@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 
+import httpx
+
 from ..engine.generation import GenerationStream
 from ..engine.tokenizer import Tokenizer
 from ..prompts import ContextFile
@@ -124,8 +126,20 @@ class ModelWorker:
                 raise BackendError(f"the model worker could not start ({describe_exit(process.returncode)}): "
                                    f"{self._log_tail()}", 503, "worker_failed")
             if line.startswith(READY_PREFIX):
-                self.url, self.token, self.process = line[len(READY_PREFIX):].strip(), token, process
+                url = line[len(READY_PREFIX):].strip()
+                if not self._healthy(url):
+                    process.kill()
+                    raise BackendError(f"the model worker started but does not answer at {url}/health; "
+                                       f"see {self.log_path}.", 503, "worker_failed")
+                self.url, self.token, self.process = url, token, process
                 return
+
+    @staticmethod
+    def _healthy(url: str) -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=10).json().get("status") == "ok"
+        except (httpx.HTTPError, ValueError):
+            return False
 
     def _log_tail(self) -> str:
         try:
