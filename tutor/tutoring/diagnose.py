@@ -23,6 +23,7 @@ import re
 import sys
 import tokenize
 import types
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -192,7 +193,9 @@ class _Context:
     def tree(self) -> ast.AST | None:
         if self._tree is False:
             try:
-                self._tree = ast.parse(self.source) if len(self.source) < 200_000 else None
+                with warnings.catch_warnings():  # e.g. "invalid escape sequence": not ours to report
+                    warnings.simplefilter("ignore")
+                    self._tree = ast.parse(self.source) if len(self.source) < 200_000 else None
             except Exception:
                 self._tree = None
         return self._tree  # type: ignore[return-value]
@@ -932,16 +935,16 @@ def _type_error(ctx: _Context) -> Diagnosis | None:
 def _concat(ctx, msg, line):
     m = re.match(r'can only concatenate (\w+) \(not "(\w+)"\) to (\w+)', msg)
     if m:
-        left, right = m.group(1), m.group(2)
+        op, left, right = "+", m.group(1), m.group(2)
     else:
         m = re.match(r"unsupported operand type\(s\) for (\S+?): '(\w+)' and '(\w+)'", msg)
         if m:
-            left, right = m.group(2), m.group(3)
+            op, left, right = m.groups()
         else:
             m = re.match(r"can't multiply sequence by non-int of type '(\w+)'", msg)
             if not m:
                 return None
-            left, right = "str", m.group(1)
+            op, left, right = "*", "str", m.group(1)
     numbers = {"int", "float", "bool", "complex"}
     pair = {left, right}
     if "str" in pair and pair & numbers:
@@ -954,7 +957,7 @@ def _concat(ctx, msg, line):
             + (" Remember that `input()` always gives back text, even when digits are typed." if uses_input else ""),
             line, "To join them as text, wrap the number in `str(...)` (or use an f-string like `f\"age: {age}\"`); "
                   "for arithmetic, turn the text into a number with `int(...)` or `float(...)`.")
-    if left == "list" and right != "list":
+    if left == "list" and right != "list" and op == "+":
         suggestion = "To add one item to a list, use `.append(item)`; `+` only joins two lists."
     elif left == "str" and right == "str" and "multiply" in msg:
         suggestion = "Turn the text into a number with `int(...)` before multiplying."
@@ -962,8 +965,8 @@ def _concat(ctx, msg, line):
         suggestion = "Check the types of both values (print `type(...)` of each) and convert one of them."
     return Diagnosis(
         "type-mismatch", f"These types can't be combined{_on(line)}",
-        f"{ctx.where(True)} an operator is used with {_type_word(left)} and {_type_word(right)}, "
-        "and Python doesn't know how to combine those two kinds of value.",
+        f"{ctx.where(True)} `{op}` is used with {_type_word(left)} and {_type_word(right)}. Python doesn't know "
+        f"how to combine those two kinds of value with `{op}`.",
         line, suggestion)
 
 
@@ -1096,7 +1099,8 @@ def _not_iterable(ctx, msg, line):
                        "as lists, strings and dictionaries have a length.")
     else:
         explanation = (f"{ctx.where(True)} a loop (or a function like `list()` or `sum()`) tries to go through "
-                       f"the items of {_type_word(type_name)}, which has no items.")
+                       f"the items of {_type_word(type_name)}. Only collections such as lists, strings and ranges have "
+                       "items to go through.")
     return Diagnosis(
         "not-iterable", f"{_type_word(type_name).replace('`', '').capitalize()} has no items{_on(line)}", explanation,
         line, "To repeat something n times, loop over `range(n)`, like `for i in range(n):`." if number
