@@ -1,0 +1,349 @@
+"""Model-free diagnoses, each checked against the exception Python really raises for a snippet."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import time
+import warnings
+from collections.abc import Mapping
+
+import pytest
+
+from tutor.tutoring import KINDS, Diagnosis, diagnose
+
+
+def fail(source: str, namespace: dict | None = None, filename: str = "<cell>") -> tuple[BaseException, dict]:
+    """Compile and run ``source`` as a cell; return the exception it raised and the namespace."""
+    ns = {} if namespace is None else namespace
+    try:
+        exec(compile(source, filename, "exec"), ns)
+    except Exception as exc:  # noqa: BLE001 - the point is to catch whatever the snippet raises
+        return exc, ns
+    raise AssertionError(f"snippet did not fail:\n{source}")
+
+
+# (id, source, kind, line, text expected in the title or suggestion (case-insensitive), in the suggestion)
+CASES = [
+    # missing colon, for every kind of block header
+    ("colon-if", "x = 5\nif x > 3\n    print(x)\n", "missing-colon", 2, "line 2", "if x > 3"),
+    ("colon-elif", "x = 1\nif x:\n    pass\nelif x > 2\n    pass\n", "missing-colon", 4, "", "elif x > 2"),
+    ("colon-else", "if True:\n    pass\nelse\n    pass\n", "missing-colon", 3, "", "`else`"),
+    ("colon-for", "for i in range(3)\n    print(i)\n", "missing-colon", 1, "", "for i in range(3)"),
+    ("colon-while", "while True\n    break\n", "missing-colon", 1, "", "while True"),
+    ("colon-def", "def f()\n    return 1\n", "missing-colon", 1, "", "def f()"),
+    ("colon-class", "class A\n    pass\n", "missing-colon", 1, "", "class A"),
+    ("colon-try", "try\n    x = 1\nexcept:\n    pass\n", "missing-colon", 1, "", "`try`"),
+    ("colon-except", "try:\n    x = 1\nexcept ValueError\n    pass\n", "missing-colon", 3, "",
+     "except ValueError"),
+    ("colon-with", "with open('f') as f\n    pass\n", "missing-colon", 1, "", "with open('f') as f"),
+    # brackets and quotes
+    ("unclosed-paren", "x = (1 + 2\ny = 3\n", "unclosed-bracket", 1, "(", "`)`"),
+    ("unclosed-square", "xs = [1, 2, 3\nprint(xs)\n", "unclosed-bracket", 1, "[", "`]`"),
+    ("unclosed-brace", "d = {'a': 1\n", "unclosed-bracket", 1, "{", "`}`"),
+    ("unclosed-call", 'print("a"\nprint("b")\n', "unclosed-bracket", 1, "(", "`)`"),
+    ("stray-close", "x = 1 + 2)\n", "unmatched-bracket", 1, "extra )", "remove the extra `)`"),
+    ("mismatched-close", "x = [1, 2)\n", "unmatched-bracket", 1, "closes a [", "`]`"),
+    ("unclosed-string", "s = 'hello\nprint(s)\n", "unclosed-string", 1, "never closed", "closing `'`"),
+    ("unclosed-string-call", "print('hi)\n", "unclosed-string", 1, "", "closing `'`"),
+    ("unclosed-triple", "s = '''hello\nprint(s)\n", "unclosed-string", 1, "", "`'''`"),
+    # indentation
+    ("unexpected-indent", "x = 1\n    y = 2\n", "unexpected-indent", 2, "line 2", "remove the spaces"),
+    ("expected-indent", "if True:\nprint(1)\n", "expected-indent", 2, "line 2 should be indented",
+     "indent line 2"),
+    ("expected-indent-def", "def f():\nreturn 1\n", "expected-indent", 2, "", "4 spaces"),
+    ("empty-block", "def f():\n", "expected-indent", 1, "empty", "`pass`"),
+    ("unindent-mismatch", "if True:\n        x = 1\n    y = 2\n", "inconsistent-dedent", 3, "line 3", "line it up"),
+    ("tabs-and-spaces", "if True:\n\tx = 1\n        y = 2\n", "mixed-tabs-spaces", 3, "tabs and spaces",
+     "spaces only"),
+    # = for ==
+    ("assign-in-if", "x = 3\nif x = 3:\n    print(x)\n", "assign-in-condition", 2, "==", "`if x == 3:`"),
+    ("assign-in-while", "n = 0\nwhile n = 3:\n    n += 1\n", "assign-in-condition", 2, "==", "`while n == 3:`"),
+    ("assign-in-if-expr", "x = 2\nif x + 1 = 3:\n    pass\n", "assign-in-condition", 2, "", "`if x + 1 == 3:`"),
+    # Python 2 print, keywords as names, text without quotes, commas, curly quotes
+    ("print-statement", 'print "hello"\n', "print-statement", 1, "parentheses", '`print("hello")`'),
+    ("print-statement-name", "x = 1\nprint x\n", "print-statement", 2, "", "`print(x)`"),
+    ("keyword-class", "class = 3\n", "keyword-as-name", 1, "'class'", "`class_`"),
+    ("keyword-lambda", "lambda = 1\n", "keyword-as-name", 1, "'lambda'", "`lambda_`"),
+    ("keyword-param", "def area(class):\n    return class\n", "keyword-as-name", 1, "'class'", "`my_class`"),
+    ("keyword-loop-var", "for class in range(3):\n    pass\n", "keyword-as-name", 1, "'class'", ""),
+    ("assign-to-true", "True = 1\n", "keyword-as-name", 1, "true", "different name"),
+    ("quotes-two-words", "print(Hello world)\n", "missing-quotes", 1, "quotes", '`"Hello world"`'),
+    ("quotes-one-word", "name = Alice\n", "missing-quotes", 1, "'alice'", '`"Alice"`'),
+    ("quotes-in-print", "print(hello)\n", "missing-quotes", 1, "'hello'", '`"hello"`'),
+    ("missing-comma", "xs = [1 2 3]\n", "missing-comma", 1, "comma", "`,`"),
+    ("curly-quotes", "print(\u201chi\u201d)\n", "invalid-character", 1, "curly quotes", '`"`'),
+    # names
+    ("name-typo", "total = 10\nprint(totl)\n", "name-typo", 2, "'totl'", "`total`"),
+    ("name-typo-builtin", "prnt('hi')\n", "name-typo", 1, "", "`print`"),
+    ("name-typo-in-function", "def f():\n    return totl\ntotal = 1\nf()\n", "name-typo", 2, "", "`total`"),
+    ("name-true-lowercase", "done = true\n", "name-typo", 1, "", "`True`"),
+    ("name-before-assignment", "print(z)\nz = 3\n", "name-before-assignment", 1, "'z'", "move the line"),
+    ("missing-import", "x = math.sqrt(4)\n", "missing-import", 1, "imported", "`import math`"),
+    ("missing-import-alias", "a = np.zeros(3)\n", "missing-import", 1, "", "`import numpy as np`"),
+    ("name-not-defined", "y = value_of_item * 2\n", "name-not-defined", 1, "'value_of_item'", "spelling"),
+    ("unbound-local-global", "count = 0\ndef inc():\n    count += 1\ninc()\n", "unbound-local", 3, "'count'",
+     "`global count`"),
+    ("unbound-local", "def g():\n    print(y)\n    y = 2\ng()\n", "unbound-local", 2, "'y'", "before this line"),
+    # attributes
+    ("attribute-push", "xs = []\nxs.push(3)\n", "attribute-typo", 2, "'push'", "`.append`"),
+    ("attribute-upper", "s = 'a'\ns.uper()\n", "attribute-typo", 2, "str", "`.upper`"),
+    ("attribute-length", "s = 'abc'\nn = s.length\n", "attribute-typo", 2, "", "`len(...)`"),
+    ("attribute-has-key", "d = {}\nd.has_key(1)\n", "attribute-typo", 2, "", "`in`"),
+    ("attribute-module", "import math\nmath.sqroot(4)\n", "attribute-typo", 2, "math", "`.sqrt`"),
+    ("attribute-unknown", "n = 5\nn.foo()\n", "unknown-attribute", 2, "'foo'", "`type(...)`"),
+    # None from a method or a function without return
+    ("none-from-sort", "xs = [3, 1]\nys = xs.sort()\nys.append(1)\n", "none-from-method", 3, ".sort()",
+     "`sorted(...)`"),
+    ("none-from-sort-index", "xs = [3, 1].sort()\nprint(xs[0])\n", "none-from-method", 2, ".sort()", "sorted"),
+    ("none-from-append", "xs = [1]\nxs = xs.append(2)\nprint(len(xs))\n", "none-from-method", 3, ".append()",
+     "own line"),
+    ("missing-return-add", "def double(x):\n    x * 2\ny = double(3) + 1\n", "missing-return", 3,
+     "double", "`return`"),
+    ("missing-return-later", "def double(x):\n    x * 2\ny = double(3)\nz = y * 2\n", "missing-return", 4,
+     "double", "`return`"),
+    ("missing-return-iter", "def evens(n):\n    [i for i in range(n) if i % 2 == 0]\nfor e in evens(4):\n"
+                            "    print(e)\n", "missing-return", 3, "evens", "`return`"),
+    ("none-value", "x = None\nx + 1\n", "none-value", 2, "none", "print the values"),
+    # types
+    ("concat-str-int", "age = 3\nprint('age: ' + age)\n", "type-mismatch", 2, "text and a number", "`str(...)`"),
+    ("add-int-str", "n = 3 + '4'\n", "type-mismatch", 1, "text and a number", "`int(...)`"),
+    ("list-plus-int", "xs = [1] + 3\n", "type-mismatch", 1, "can't be combined", "`.append(item)`"),
+    ("compare-str-int", "age = '3'\nprint(age < 4)\n", "compare-types", 2, "str with int", "`int(...)`"),
+    ("sort-mixed", "print(sorted([1, 'a']))\n", "compare-types", 1, "", "`int(...)`"),
+    ("shadowed-list", "list = [1, 2]\nprint(list('abc'))\n", "not-callable", 2, "'list'", "`del list`"),
+    ("shadowed-sum", "sum = 0\nsum([1, 2])\n", "not-callable", 2, "'sum'", "`my_sum`"),
+    ("number-called", "x = 5\ny = x(3)\n", "not-callable", 2, "number", "`x * (...)`"),
+    ("for-over-int", "for i in 5:\n    pass\n", "not-iterable", 1, "no items", "`range(n)`"),
+    ("missing-argument", "def f(a, b):\n    return a\nf(1)\n", "wrong-arg-count", 3, "missing 1", "`b`"),
+    ("too-many-arguments", "def f(a):\n    return a\nf(1, 2)\n", "wrong-arg-count", 3, "too many",
+     "1 argument"),
+    ("method-without-self", "class A:\n    def m():\n        pass\nA().m()\n", "wrong-arg-count", 4, "self",
+     "`self`"),
+    ("constructor-argument", "class P:\n    def __init__(self, x, y):\n        pass\np = P(1)\n",
+     "wrong-arg-count", 4, "p()", "`y`"),
+    # lookups
+    ("index-list", "xs = [1, 2, 3]\nprint(xs[3])\n", "index-out-of-range", 2, "list", "0 to 2"),
+    ("index-loop", "xs = [1, 2, 3]\nfor i in range(4):\n    print(xs[i])\n", "index-out-of-range", 3, "",
+     "`xs[-1]`"),
+    ("index-empty", "xs = []\nfirst = xs[0]\n", "index-out-of-range", 2, "", "`if xs:`"),
+    ("index-string", "s = 'ab'\nc = s[5]\n", "index-out-of-range", 2, "text", "last character"),
+    ("key-typo", "prices = {'apple': 1}\nprint(prices['aple'])\n", "missing-key", 2, "'aple'", "`'apple'`"),
+    ("key-case", "d = {'Name': 'Ada'}\nd['name']\n", "missing-key", 2, "", "`'Name'`"),
+    ("key-list", "d = {1: 'a'}\nd[5]\n", "missing-key", 2, "5", "`1`"),
+    # values
+    ("int-of-word", "n = int('abc')\n", "bad-conversion", 1, "not a number", ".isdigit()"),
+    ("int-of-decimal", "n = int('3.5')\n", "bad-conversion", 1, "", "`float(...)`"),
+    ("int-of-empty", "n = int('')\n", "bad-conversion", 1, "", "empty"),
+    ("float-of-word", "x = float('x1')\n", "bad-conversion", 1, "", "check the text"),
+    ("unpack", "a, b = [1, 2, 3]\n", "unpack-count", 1, "too many", "as many names"),
+    ("zero-division", "x = 0\nprint(1 / x)\n", "zero-division", 2, "zero", "`if x != 0:`"),
+    ("zero-modulo", "r = 7 % 0\n", "zero-division", 1, "zero", "other than 0"),
+    # imports
+    ("module-numpi", "import numpi\n", "module-not-found", 1, "numpi", "`numpy`"),
+    ("module-panda", "import panda as pd\n", "module-not-found", 1, "panda", "`pandas`"),
+    ("import-name", "from math import sqroot\n", "import-name", 1, "sqroot", "`sqrt`"),
+    # recursion without a base case
+    ("recursion", "def countdown(n):\n    return countdown(n - 1)\ncountdown(3)\n", "recursion", 2, "countdown",
+     "base case"),
+    ("recursion-wrong-step", "def fact(n):\n    if n == 0:\n        return 1\n    return n * fact(n + 1)\nfact(3)\n",
+     "recursion", 4, "fact", "smaller"),
+]
+
+
+@pytest.mark.parametrize("source, kind, line, title_has, suggestion_has",
+                         [pytest.param(*case[1:], id=case[0]) for case in CASES])
+def test_real_errors(source, kind, line, title_has, suggestion_has):
+    error, ns = fail(source)
+    found = diagnose(source, error, ns)
+    assert isinstance(found, Diagnosis), f"no diagnosis for {type(error).__name__}: {error}"
+    assert found.kind == kind
+    assert found.line == line
+    assert title_has.lower() in found.title.lower()
+    assert suggestion_has.lower() in (found.suggestion or "").lower()
+    assert "\n" not in found.title and len(found.title) <= 80
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z`])", found.explanation) if s.strip()]
+    assert 2 <= len(sentences) <= 5, found.explanation
+    for text in (found.title, found.explanation, found.suggestion or ""):
+        assert not _html(text), text
+
+
+def test_every_kind_has_a_case():
+    assert set(KINDS) == {case[2] for case in CASES} | {"module-not-found"}
+    assert len(KINDS) >= 15
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is not None, reason="scikit-learn is installed here")
+def test_popular_package_not_installed_says_how_to_install():
+    error, ns = fail("import sklearn\n")
+    found = diagnose("import sklearn\n", error, ns)
+    assert found.kind == "module-not-found" and found.line == 1
+    assert "%pip install scikit-learn" in found.suggestion
+
+
+def _html(text: str) -> bool:
+    """True when ``text`` has an HTML tag outside Markdown code spans (inside one, it shows as text)."""
+    outside = re.sub(r"``.*?``|`[^`]*`", "", text)
+    return bool(re.search(r"<\s*/?\s*[A-Za-z!][^>]*>", outside)) or "&lt;" in outside
+
+
+# --------------------------------------------------------------------------------------------- where
+
+@pytest.mark.parametrize("filename", ["<ipython-input-7-0123abcd>", "/tmp/ipykernel_4242/1234567.py", "<cell>"])
+def test_line_numbers_from_notebook_style_file_names(filename):
+    source = "total = 1\n\nprint(totl)\n"
+    error, ns = fail(source, filename=filename)
+    found = diagnose(source, error, ns)
+    assert (found.kind, found.line, found.suggestion) == ("name-typo", 3, "Did you mean `total`?")
+
+
+def test_error_in_a_function_from_an_earlier_cell_points_at_the_call_in_this_cell():
+    ns: dict = {}
+    exec(compile("def f(xs):\n    return xs[10]\n", "<ipython-input-1-aaaa>", "exec"), ns)
+    source = "data = [1, 2]\n\nf(data)\n"
+    error, ns = fail(source, ns, filename="<ipython-input-2-bbbb>")
+    found = diagnose(source, error, ns)
+    assert found.kind == "index-out-of-range" and found.line == 3
+
+
+def test_error_raised_inside_a_library_points_at_the_cell_line():
+    source = "from fractions import Fraction\nx = 0\nhalf = Fraction(1, x)\n"
+    error, ns = fail(source)
+    found = diagnose(source, error, ns)
+    assert found.kind == "zero-division" and found.line == 3
+
+
+def test_missing_return_of_a_function_defined_in_an_earlier_cell():
+    ns: dict = {}
+    exec(compile("def area(w, h):\n    w * h\n", "<ipython-input-1-aaaa>", "exec"), ns)
+    source = "a = area(2, 3)\ntotal = a + 1\n"
+    error, ns = fail(source, ns, filename="<ipython-input-2-bbbb>")
+    found = diagnose(source, error, ns)
+    assert found.kind == "missing-return" and found.line == 2 and "area" in found.title
+
+
+def test_recursion_in_a_function_from_an_earlier_cell_is_named():
+    ns: dict = {}
+    exec(compile("def down(n):\n    return down(n - 1)\n", "<ipython-input-1-aaaa>", "exec"), ns)
+    error, ns = fail("down(5)\n", ns, filename="<ipython-input-2-bbbb>")
+    found = diagnose("down(5)\n", error, ns)
+    assert found.kind == "recursion" and found.line == 1 and "down" in found.title
+
+
+def test_uses_python_did_you_mean_hint_when_present():
+    error = NameError("name 'totl' is not defined. Did you mean: 'total'?", name="totl")
+    found = diagnose("print(totl)\n", error, {})
+    assert found.kind == "name-typo" and found.suggestion == "Did you mean `total`?"
+
+
+def test_did_you_mean_over_the_namespace_without_a_traceback():
+    error = NameError("name 'scroe' is not defined", name="scroe")
+    found = diagnose("print(scroe)\n", error, {"score": 3, "_hidden": 1})
+    assert found.kind == "name-typo" and found.line is None and "`score`" in found.suggestion
+
+
+def test_index_length_read_from_the_namespace():
+    source = "print(marks[5])\n"
+    error, ns = fail(source, {"marks": [90, 80]})
+    found = diagnose(source, error, ns)
+    assert "`marks` has 2 items" in found.explanation and "position 5" in found.explanation
+
+
+def test_key_with_html_stays_inside_code_spans():
+    source = "d = {'<b>ok</b>': 1}\nd['<img src=x onerror=alert(1)>']\n"
+    error, ns = fail(source)
+    found = diagnose(source, error, ns)
+    assert found.kind == "missing-key"
+    for text in (found.title, found.explanation, found.suggestion or ""):
+        assert not _html(text)
+
+
+# --------------------------------------------------------------------------------------------- no rule, odd input
+
+class CustomError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("source", ["raise CustomError('boom')\n", "raise RuntimeError('stop')\n",
+                                    "s = 'abc'\ns[0] = 'x'\n", "import json\njson.loads('{')\n"])
+def test_no_rule_returns_none(source):
+    error, ns = fail(source, {"CustomError": CustomError})
+    assert diagnose(source, error, ns) is None
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(1), GeneratorExit()])
+def test_not_an_error_of_the_code_returns_none(error):
+    assert diagnose("while True:\n    pass\n", error, {}) is None
+
+
+class Hostile(Mapping):
+    """A namespace that fails on every access."""
+
+    def __getitem__(self, key):
+        raise RuntimeError("no")
+
+    def __iter__(self):
+        raise RuntimeError("no")
+
+    def __len__(self):
+        raise RuntimeError("no")
+
+    def __contains__(self, key):
+        raise RuntimeError("no")
+
+
+def _odd_syntax_error() -> SyntaxError:
+    error = SyntaxError("expected ':'")
+    error.lineno, error.offset, error.text = 999, -4, None
+    return error
+
+
+@pytest.mark.parametrize("source, error, namespace", [
+    (None, NameError("name 'x' is not defined"), None),
+    ("", ValueError(), {}),
+    ("x = 1\n", KeyError(), {}),
+    ("x = 1\n", IndexError("list index out of range"), Hostile()),
+    ("x = 1\n", NameError("name 'x' is not defined", name="x"), Hostile()),
+    ("x = 1\n", AttributeError("nothing useful"), [1, 2, 3]),
+    ("x = 1\n", SyntaxError(), {}),
+    ("x = 1\n", _odd_syntax_error(), {}),
+    ("\x00\x01 weird \ud800", TypeError("'int' object is not callable"), {"x": 1}),
+    ("x = 1\n", "not an exception", {}),
+    ("x = 1\n", None, {}),
+    ("x = 1\n", TypeError(12345), {}),
+])
+def test_never_raises_on_odd_input(source, error, namespace):
+    result = diagnose(source, error, namespace)
+    assert result is None or isinstance(result, Diagnosis)
+
+
+def test_source_that_does_not_match_the_traceback():
+    error, ns = fail("a = 1\nb = 2\ntotal = 3\nprint(totl)\n")
+    found = diagnose("print(1)\n", error, ns)  # the cell was edited since: line 4 doesn't exist any more
+    assert found is not None and found.kind == "name-typo" and found.line is None
+    syntax, _ = fail("x = 5\nif x > 3\n    print(x)\n")
+    found = diagnose("something else entirely\n", syntax, {})
+    assert found is not None and found.kind == "missing-colon" and found.line is None
+    assert "if x > 3" in found.suggestion
+
+
+def test_diagnosing_prints_no_warnings():
+    source = "pattern = '\\d+'\nx = 0\ny = 1 / x\n"  # parsing it again would warn: invalid escape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        error, ns = fail(source)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert diagnose(source, error, ns).kind == "zero-division"
+    assert caught == []
+
+
+def test_fast_with_a_big_namespace_and_a_deep_traceback():
+    namespace = {f"variable_{i}": i for i in range(20_000)}
+    source = "def down(n):\n    return down(n - 1)\ndown(3)\n"
+    error, ns = fail(source, namespace)
+    name_error = NameError("name 'variabel_7' is not defined", name="variabel_7")
+    start = time.perf_counter()
+    assert diagnose(source, error, ns).kind == "recursion"
+    assert diagnose("variabel_7\n", name_error, namespace).kind == "name-typo"
+    assert time.perf_counter() - start < 2.0
