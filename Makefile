@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # on a CUDA machine use e.g.  make lab TORCH="torch --index-url https://download.pytorch.org/whl/cu126"
 TORCH ?= torch==2.13.0
 
-.PHONY: lab test lint bench-cpu clean
+.PHONY: lab test lint bench-cpu clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,15 @@ $(VENV)/.torch: | $(BIN)/python
 
 lab: $(VENV)/.torch
 	$(BIN)/python -m pip install -q -e ".[lab]"
-	$(BIN)/jupyter lab --notebook-dir=. notebooks/engine-tour.ipynb
+	$(BIN)/jupyter lab --notebook-dir=. notebooks/getting-started.ipynb
 
-test: $(VENV)/.torch
+# The browser tests drive Debian's chromium; as root the test target installs it when missing.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "note: no chromium (apt-get install chromium); the browser tests will be skipped"
+
+test: $(VENV)/.torch chromium
 	$(BIN)/python -m pip install -q -e ".[test]"
 	$(BIN)/ruff check tutor tests benchmarks
 	$(BIN)/python -m pytest

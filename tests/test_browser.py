@@ -1,0 +1,126 @@
+"""A student in a real JupyterLab, in a real browser (Debian's chromium driven by Playwright).
+
+Screenshots go to test-output/browser/ (or $TUTOR_TEST_OUTPUT/browser/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import nbformat
+import pytest
+
+CHROMIUM = shutil.which("chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+OUTPUT = Path(os.environ.get("TUTOR_TEST_OUTPUT", Path(__file__).resolve().parent.parent / "test-output")) / "browser"
+
+if CHROMIUM is None:
+    if os.environ.get("TUTOR_REQUIRE_BROWSER"):
+        raise RuntimeError("chromium is not installed (apt-get install chromium), and TUTOR_REQUIRE_BROWSER is set")
+    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402 - after the skip above
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, tiny_dirs):
+    root = tmp_path_factory.mktemp("lab")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext tutor"),
+                nbformat.v4.new_code_cell("scores = [90, 85]\nprint(scores[5])")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "failing.ipynb")
+    config = tmp_path_factory.mktemp("jupyter-config")
+    # No announcements, no news: the page should not wait on the network.
+    (config / "labconfig").mkdir()
+    (config / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "TUTOR_CHAT_MODEL": str(tiny_dirs["7b-it"]), "TUTOR_DEVICE": "cpu",
+           "JUPYTER_CONFIG_DIR": str(config)}
+    env.pop("TUTOR_ENDPOINT", None)
+    log = open(root.parent / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+                             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                             f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
+                             "--allow-root"], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/status", params={"token": token}, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+    if proc.poll() is not None:
+        raise RuntimeError(f"JupyterLab did not start; see {log.name}")
+    yield url, token
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_a_failing_cell_gets_the_tutor_panel_and_its_buttons_work(lab):
+    url, token = lab
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "failure.png").unlink(missing_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(f"{url}/lab/tree/failing.ipynb?token={token}", timeout=120_000)
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+            # The kernel must be connected and idle (the status bar says so) before cells are run.
+            expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(timeout=120_000)
+            for _ in range(3):  # a run that races the kernel's start is not executed: try again
+                page.get_by_role("menuitem", name="Run", exact=True).click()
+                page.get_by_text("Run All Cells", exact=True).click()
+                try:
+                    expect(page.locator(".jp-InputPrompt", has_text="[2]:")).to_have_count(1, timeout=30_000)
+                    break
+                except AssertionError:
+                    continue
+
+            panel = page.locator(".tutor-panel")
+            expect(panel).to_be_visible(timeout=120_000)
+            expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                   ).to_contain_text("IndexError", timeout=30_000)  # the usual traceback is still there
+            expect(panel.locator(".tutor-title")).to_contain_text("outside the list", ignore_case=True)
+            page.screenshot(path=str(OUTPUT / "error-panel.png"))
+
+            before = len(panel.locator(".tutor-body").inner_text())
+            panel.locator("button[data-id='more']").click()
+            expect(panel).to_have_attribute("data-state", "working", timeout=30_000)
+            expect(panel).to_have_attribute("data-state", "done", timeout=120_000)
+            assert len(panel.locator(".tutor-body").inner_text()) > before  # the reply streamed in
+
+            panel.locator("button[data-id='fix']").click()
+            expect(panel.locator(".tutor-status")).to_contain_text("No fix is shown", timeout=120_000)
+            page.screenshot(path=str(OUTPUT / "after-fix.png"))
+            assert page.locator(".jp-Cell").nth(1).locator(".cm-content").inner_text().startswith("scores = [90, 85]")
+        except Exception:
+            page.screenshot(path=str(OUTPUT / "failure.png"))
+            raise
+        finally:
+            browser.close()

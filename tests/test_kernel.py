@@ -1,0 +1,210 @@
+"""The kernel extension in a real ipykernel, driven through jupyter_client like a notebook would."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import time
+from contextlib import contextmanager
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+class Kernel:
+    """A kernel client that also keeps the state of the widgets the kernel creates."""
+
+    def __init__(self, client):
+        self.kc = client
+        self.widgets: dict[str, dict] = {}
+
+    def _absorb(self, msg: dict) -> None:
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
+            self.widgets[content["comm_id"]] = dict(content["data"].get("state", {}))
+        elif kind == "comm_msg" and content["comm_id"] in self.widgets:
+            data = content["data"]
+            if data.get("method") == "update":
+                self.widgets[content["comm_id"]].update(data.get("state", {}))
+
+    def run(self, code: str, timeout: float = 60) -> list[dict]:
+        """Execute ``code``; return its iopub messages (widget messages are absorbed too)."""
+        msg_id = self.kc.execute(code)
+        out = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            self._absorb(msg)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            out.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return out
+        raise TimeoutError(code)
+
+    def drain(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                self._absorb(self.kc.get_iopub_msg(timeout=0.2))
+            except queue.Empty:
+                pass
+
+    def send(self, comm_id: str, message: dict) -> None:
+        """What the widget's JavaScript does with model.send(message)."""
+        content = {"comm_id": comm_id, "data": {"method": "custom", "content": message}}
+        self.kc.shell_channel.send(self.kc.session.msg("comm_msg", content))
+
+    def click(self, comm_id: str, button: str) -> None:
+        self.send(comm_id, {"type": "click", "id": button})
+
+    def wait_for(self, comm_id: str, predicate, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.drain(0.3)
+            if predicate(self.widgets[comm_id]):
+                return self.widgets[comm_id]
+        raise TimeoutError(self.widgets[comm_id])
+
+
+@contextmanager
+def kernel(**env: str):
+    saved = {k: os.environ.get(k) for k in ("TUTOR_CHAT_MODEL", "TUTOR_ENDPOINT", "TUTOR_DEVICE", *env)}
+    for k in saved:
+        os.environ.pop(k, None)
+    os.environ.update(env)
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        yield Kernel(kc)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def panels(messages: list[dict]) -> list[dict]:
+    return [m["content"] for m in messages if m["msg_type"] == "display_data" and WIDGET_MIME in m["content"]["data"]]
+
+
+def error_of(messages: list[dict]) -> dict:
+    return next(m["content"] for m in messages if m["msg_type"] == "error")
+
+
+@pytest.fixture(scope="module")
+def with_model(tiny_dirs):
+    with kernel(TUTOR_CHAT_MODEL=str(tiny_dirs["7b-it"]), TUTOR_DEVICE="cpu") as k:
+        assert not [m for m in k.run("%load_ext tutor") if m["msg_type"] == "error"]
+        yield k
+
+
+def test_failing_cell_keeps_its_traceback_and_gets_a_panel(with_model):
+    out = with_model.run("numbers = [1, 2, 3]\nprint(numbers[5])")
+    error = error_of(out)
+    assert (error["ename"], error["evalue"]) == ("IndexError", "list index out of range")
+    traceback = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error["traceback"]))
+    assert "numbers[5]" in traceback and "IndexError" in traceback  # IPython's own traceback, as always
+    [panel] = panels(out)
+    comm_id = panel["data"][WIDGET_MIME]["model_id"]
+    state = with_model.widgets[comm_id]
+    assert state["kind"] == "error" and state["title"]
+    assert "line 2" in state["title"] and "<code>numbers</code> has 3 items" in state["html"]  # the rule-based diagnosis
+    assert [b["id"] for b in state["buttons"]] == ["more", "fix"]
+    assert "text/plain" in panel["data"]  # readable where widgets are not
+
+
+def test_explain_more_streams_from_the_model(with_model):
+    out = with_model.run("total = 0\nfor i in range(3)\n    total += i")  # a syntax error
+    assert error_of(out)["ename"] == "SyntaxError"
+    [panel] = panels(out)
+    comm_id = panel["data"][WIDGET_MIME]["model_id"]
+    before = with_model.widgets[comm_id]["html"]
+    with_model.click(comm_id, "more")
+    state = with_model.wait_for(comm_id, lambda s: s.get("state") in ("done", "failed"))
+    assert state["state"] == "done", state.get("status")
+    assert state["html"].startswith(before[:20]) and len(state["html"]) > len(before)
+    assert with_model.run("1 + 1")[-1]["content"]["execution_state"] == "idle"  # the kernel lives on
+
+
+def test_suggest_a_fix_is_checked_before_it_is_shown(with_model):
+    out = with_model.run("if True\n    print('x')")
+    comm_id = panels(out)[0]["data"][WIDGET_MIME]["model_id"]
+    with_model.click(comm_id, "fix")
+    state = with_model.wait_for(comm_id, lambda s: s.get("state") in ("done", "failed"))
+    # A random tiny model cannot write a fix that compiles: it must be withheld, honestly.
+    assert state["state"] == "done"
+    assert "No fix is shown" in state["status"]
+    assert "copy" not in [b["id"] for b in state["buttons"]]
+
+
+def test_explain_magic_streams_into_a_panel(with_model):
+    out = with_model.run("%%explain --level expert\nsquares = [n * n for n in range(10)]")
+    [panel] = panels(out)
+    comm_id = panel["data"][WIDGET_MIME]["model_id"]
+    state = with_model.wait_for(comm_id, lambda s: s.get("state") in ("done", "failed"))
+    assert state["state"] == "done" and state["title"] == "Explanation (expert)"
+    assert stream_of(with_model.run("print('squares' in dir())"), "stdout") == "False\n"  # %%explain does not run it
+
+
+def stream_of(messages: list[dict], name: str) -> str:
+    return "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream" and m["content"]["name"] == name)
+
+
+def stderr_of(messages: list[dict]) -> str:
+    return stream_of(messages, "stderr")
+
+
+def test_explain_errors_are_one_line(with_model):
+    message = stderr_of(with_model.run("%explain no_such_thing"))
+    assert message.startswith("UsageError: cannot find 'no_such_thing'") and message.count("\n") == 1
+    assert "invalid choice: 'wizard'" in stderr_of(with_model.run("%explain --level wizard"))
+    assert "usage: %tutor" in stderr_of(with_model.run("%tutor dance"))
+    assert "no checked fix yet" in stderr_of(with_model.run("%tutor apply"))
+
+
+def test_chat_about_the_notebook(with_model):
+    with_model.run("fruits = ['apple', 'pear']")
+    [chat] = panels(with_model.run("%tutor"))
+    comm_id = chat["data"][WIDGET_MIME]["model_id"]
+    with_model.send(comm_id, {"type": "ask", "text": "What is in fruits?"})
+    state = with_model.wait_for(comm_id, lambda s: len(s.get("turns", [])) == 2 and s.get("state") == "idle")
+    assert [t["role"] for t in state["turns"]] == ["user", "assistant"]
+    assert "What is in fruits?" in state["turns"][0]["html"] and state["status"] == ""
+    with_model.send(comm_id, {"type": "ask", "text": "And <script>alert(1)</script>?"})
+    state = with_model.wait_for(comm_id, lambda s: len(s.get("turns", [])) == 4 and s.get("state") == "idle")
+    assert "<script>" not in state["turns"][2]["html"] and "&lt;script&gt;" in state["turns"][2]["html"]
+
+
+def test_tutor_status_and_off(with_model, tiny_dirs):
+    text = stream_of(with_model.run("%tutor status"), "stdout")
+    assert "model worker process" in text and str(tiny_dirs["7b-it"]) in text
+    assert "environment TUTOR_CHAT_MODEL" in text
+    with_model.run("%tutor off")
+    assert panels(with_model.run("1 / 0")) == []
+    with_model.run("%tutor on")
+    assert len(panels(with_model.run("1 / 0"))) == 1
+
+
+def test_without_a_model_everything_says_how_to_configure(tmp_path):
+    with kernel() as k:
+        k.run("%load_ext tutor")
+        out = k.run("x = undefined_name + 1")
+        assert error_of(out)["ename"] == "NameError"
+        comm_id = panels(out)[0]["data"][WIDGET_MIME]["model_id"]
+        state = k.widgets[comm_id]
+        assert "TUTOR_CHAT_MODEL" in state["status"]
+        assert all(b["disabled"] for b in state["buttons"])
+        chat = k.run("%tutor")
+        assert "No model is configured" in stream_of(chat, "stdout")
+        explain = panels(k.run("%%explain\nx = 1"))[0]
+        assert "TUTOR_CHAT_MODEL" in k.widgets[explain["data"][WIDGET_MIME]["model_id"]]["status"]
+        assert stream_of(k.run("print(2 + 2)"), "stdout") == "4\n"

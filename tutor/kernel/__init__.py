@@ -1,0 +1,26 @@
+"""The IPython extension: `%load_ext tutor`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .extension import TutorExtension
+from .magics import TutorMagics
+
+_loaded: dict[int, TutorExtension] = {}
+
+
+def load_ipython_extension(shell: Any) -> None:
+    if id(shell) in _loaded:
+        return
+    extension = TutorExtension(shell)
+    shell.register_magics(TutorMagics(shell, extension))
+    shell.events.register("post_run_cell", extension.post_run_cell)
+    _loaded[id(shell)] = extension
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    extension = _loaded.pop(id(shell), None)
+    if extension is not None:
+        shell.events.unregister("post_run_cell", extension.post_run_cell)
+        extension.close()

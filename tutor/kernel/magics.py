@@ -1,0 +1,97 @@
+"""%explain / %%explain, and %tutor (chat, status, on/off, apply)."""
+
+from __future__ import annotations
+
+import inspect
+import reprlib
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+from ..tutoring import LANGUAGES, LEVELS, Conversation, explain
+from ..widgets import ChatWidget, TutorPanel
+from .extension import NO_MODEL, TutorExtension
+
+TUTOR_USAGE = "usage: %tutor [status | on | off | apply]  (no argument opens a chat about this notebook)"
+
+
+@magics_class
+class TutorMagics(Magics):
+    def __init__(self, shell: Any, extension: TutorExtension):
+        super().__init__(shell)
+        self.ext = extension
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="a function, class or object to explain (default: the previous cell)")
+    @argument("-l", "--level", default="beginner", choices=sorted(LEVELS), help="how much the reader knows")
+    @argument("--language", default="python", choices=sorted(LANGUAGES), help="the language of the code")
+    @line_cell_magic
+    def explain(self, line: str, cell: str | None = None) -> None:
+        """Explain code: `%%explain` the cell's code (not run), `%explain name` an object, `%explain` the
+        previous cell."""
+        args = parse_argstring(self.explain, line)
+        code = cell if cell is not None else self._code_for(args.name)
+        if not code.strip():
+            raise UsageError("there is no code to explain: the cell is empty.")
+        panel = TutorPanel(f"Explanation ({args.level})")
+        display(panel)
+        if not self.ext.has_chat_model:
+            panel.status = NO_MODEL
+            return
+        panel.stream(lambda: explain(self.ext.backend(), code, level=args.level, language=args.language))
+
+    def _code_for(self, name: str | None) -> str:
+        if not name:
+            history = self.shell.user_ns.get("In", [])
+            if len(history) < 2:
+                raise UsageError("there is no previous cell to explain; use %%explain at the top of a cell.")
+            return history[-2]
+        try:
+            obj = eval(name, self.shell.user_ns)  # the student's own kernel and name
+        except Exception as exc:
+            raise UsageError(f"cannot find {name!r}: {exc.__class__.__name__}: {exc}") from None
+        try:
+            return inspect.getsource(obj)
+        except (TypeError, OSError):
+            return f"{name} = {reprlib.repr(obj)}  # a value of type {type(obj).__name__}"
+
+    @line_magic
+    def tutor(self, line: str) -> None:
+        """%tutor: chat about this notebook. %tutor status | on | off | apply."""
+        command = line.strip()
+        if command == "status":
+            print(self.status())
+        elif command in ("on", "off"):
+            self.ext.enabled = command == "on"
+            print(f"tutor: help when a cell fails is {command}.")
+        elif command == "apply":
+            if self.ext.pending_fix is None:
+                raise UsageError("there is no checked fix yet: press 'Suggest a fix' under a failing cell first.")
+            self.shell.set_next_input(self.ext.pending_fix, replace=False)
+        elif command == "":
+            if not self.ext.has_chat_model:
+                print(NO_MODEL)
+                return
+            display(ChatWidget(Conversation(self.ext.backend(), cells=self._cells)))
+        else:
+            raise UsageError(TUTOR_USAGE)
+
+    def _cells(self) -> list[str]:
+        return [c for c in self.shell.user_ns.get("In", [])[1:] if not c.lstrip().startswith("%tutor")]
+
+    def status(self) -> str:
+        s = self.ext.settings
+        if s.endpoint:
+            where = f"a shared server at {s.endpoint} (nothing loads in this kernel)"
+        elif s.chat_model:
+            where = "a model worker process on this machine, started on first use"
+        else:
+            where = "nothing: no model is configured"
+        lines = [f"tutor: models come from {where}.", *("  " + line for line in s.describe()),
+                 f"  help when a cell fails: {'on' if self.ext.enabled else 'off'}"]
+        if self.ext._backend is not None:  # noqa: SLF001 - reporting only
+            lines.append(f"  backend: {self.ext._backend.describe()}")  # noqa: SLF001
+        return "\n".join(lines)

@@ -1,0 +1,63 @@
+// A chat with the tutor about the notebook: the turns (Markdown rendered and sanitised by the
+// kernel), a status line, and a form. Questions go back to Python as {type: "ask", text}.
+
+function render({ model, el }) {
+  const root = document.createElement("section");
+  root.className = "tutor-panel tutor-chat";
+  const title = document.createElement("div");
+  title.className = "tutor-title";
+  title.textContent = "Ask the tutor";
+  const log = document.createElement("div");
+  log.className = "tutor-chat-log";
+  log.setAttribute("aria-live", "polite");
+  const status = document.createElement("div");
+  status.className = "tutor-status";
+  const form = document.createElement("form");
+  form.className = "tutor-chat-form";
+  const input = document.createElement("input");
+  input.className = "tutor-chat-input";
+  input.type = "text";
+  input.placeholder = "Ask about your code...";
+  input.setAttribute("aria-label", "Question for the tutor");
+  const send = document.createElement("button");
+  send.type = "submit";
+  send.className = "tutor-button";
+  send.textContent = "Ask";
+  const stop = document.createElement("button");
+  stop.type = "button";
+  stop.className = "tutor-button";
+  stop.textContent = "Stop";
+  stop.addEventListener("click", () => model.send({ type: "stop" }));
+  form.append(input, send, stop);
+  root.append(title, log, status, form);
+  el.appendChild(root);
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text || model.get("state") === "working") return;
+    model.send({ type: "ask", text });
+    input.value = "";
+  });
+
+  function update() {
+    log.replaceChildren();
+    for (const turn of model.get("turns")) {
+      const div = document.createElement("div");
+      div.className = "tutor-chat-turn";
+      div.dataset.role = turn.role;
+      div.innerHTML = turn.html; // rendered by tutor.widgets.markdown: no raw HTML, allow-listed tags
+      log.appendChild(div);
+    }
+    log.scrollTop = log.scrollHeight;
+    status.textContent = model.get("status");
+    root.dataset.state = model.get("state");
+    send.disabled = model.get("state") === "working";
+    stop.disabled = model.get("state") !== "working";
+  }
+  model.on("change", update);
+  update();
+  return () => model.off("change", update);
+}
+
+export default { render };

@@ -1,0 +1,73 @@
+"""A chat with the tutor about the notebook (multi-turn; replies stream in on a thread)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..engine.errors import TutorError
+from ..tutoring import Conversation
+from .markdown import render_markdown
+
+_HERE = Path(__file__).parent
+
+
+class ChatWidget(anywidget.AnyWidget):
+    _esm = _HERE / "chat.js"
+    _css = _HERE / "panel.css"
+
+    turns = traitlets.List(traitlets.Dict()).tag(sync=True)  # [{"role", "html"}]
+    state = traitlets.Unicode("idle").tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, conversation: Conversation, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.conversation = conversation
+        self._stream = None
+        self.on_msg(self._on_msg)
+
+    def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "ask":
+            self.ask(str(content.get("text", "")))
+        elif content.get("type") == "stop" and self._stream is not None:
+            self._stream.cancel()
+
+    def ask(self, question: str) -> threading.Thread | None:
+        if not question.strip() or self.state == "working":
+            return None
+        self.turns = [*self.turns, {"role": "user", "html": render_markdown(question)},
+                      {"role": "assistant", "html": ""}]
+        self.state, self.status = "working", "Thinking..."
+
+        def work() -> None:
+            text, shown = "", 0.0
+            try:
+                self._stream = self.conversation.ask(question)
+                for piece in self._stream:
+                    text += piece
+                    if time.monotonic() - shown > 0.1:
+                        self._show(text)
+                        shown = time.monotonic()
+                self._show(text)
+                self.status = "Stopped." if self._stream.result.finish_reason == "cancelled" else ""
+            except (TutorError, ValueError) as exc:
+                self.status = str(exc)
+            except Exception as exc:  # the kernel must live on
+                self.status = f"Something went wrong: {exc.__class__.__name__}: {exc}"
+            finally:
+                self._stream = None
+                self.state = "idle"
+
+        thread = threading.Thread(target=work, daemon=True, name="tutor-chat")
+        thread.start()
+        return thread
+
+    def _show(self, text: str) -> None:
+        self.turns = [*self.turns[:-1], {"role": "assistant", "html": render_markdown(text)}]

@@ -1,0 +1,54 @@
+// The tutor's panel: a heading, Markdown rendered (and sanitised) by the kernel, a status line,
+// and buttons. Clicks go back to Python as {type: "click", id}; everything else is state.
+
+function render({ model, el }) {
+  const root = document.createElement("section");
+  root.className = "tutor-panel";
+  root.setAttribute("aria-live", "polite");
+  const title = document.createElement("div");
+  title.className = "tutor-title";
+  const body = document.createElement("div");
+  body.className = "tutor-body";
+  const status = document.createElement("div");
+  status.className = "tutor-status";
+  const bar = document.createElement("div");
+  bar.className = "tutor-buttons";
+  root.append(title, body, status, bar);
+  el.appendChild(root);
+
+  function update() {
+    title.textContent = model.get("title");
+    root.dataset.kind = model.get("kind");
+    root.dataset.state = model.get("state");
+    // The HTML comes from tutor.widgets.markdown: Markdown without raw HTML, then an allow-list.
+    body.innerHTML = model.get("html");
+    status.textContent = model.get("status");
+    bar.replaceChildren();
+    for (const button of model.get("buttons")) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "tutor-button";
+      b.dataset.id = button.id;
+      b.textContent = button.label;
+      b.disabled = !!button.disabled;
+      if (button.copy) {
+        b.addEventListener("click", async () => {
+          try {
+            await navigator.clipboard.writeText(button.copy);
+            status.textContent = "Copied.";
+          } catch {
+            status.textContent = "Copying was not allowed by the browser; select the code and copy it.";
+          }
+        });
+      } else {
+        b.addEventListener("click", () => model.send({ type: "click", id: button.id }));
+      }
+      bar.appendChild(b);
+    }
+  }
+  model.on("change", update);
+  update();
+  return () => model.off("change", update);
+}
+
+export default { render };

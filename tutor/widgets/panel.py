@@ -1,0 +1,131 @@
+"""The panel the tutor shows under a cell: a heading, Markdown, a status line and buttons.
+
+Model calls run on a background thread and stream into the panel, so the student can keep
+running cells meanwhile, and can stop a reply with the Stop button.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..backends.base import CompletionStream
+from ..engine.errors import TutorError
+from .markdown import render_markdown
+
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Button:
+    id: str
+    label: str
+    action: Callable[[], None] | None = None
+    disabled: bool = False
+    copy: str | None = None  # text the browser copies to the clipboard instead of calling back
+
+
+class TutorPanel(anywidget.AnyWidget):
+    _esm = _HERE / "panel.js"
+    _css = _HERE / "panel.css"
+
+    title = traitlets.Unicode("").tag(sync=True)
+    kind = traitlets.Unicode("info").tag(sync=True)  # "info" or "error"
+    state = traitlets.Unicode("idle").tag(sync=True)  # idle, working, done, failed
+    html = traitlets.Unicode("").tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    buttons = traitlets.List(traitlets.Dict()).tag(sync=True)
+
+    def __init__(self, title: str = "", markdown: str = "", kind: str = "info", **kwargs: Any):
+        super().__init__(title=title, kind=kind, **kwargs)
+        self.markdown = ""
+        self._actions: dict[str, Callable[[], None]] = {}
+        self._stream: CompletionStream | None = None
+        self.set_markdown(markdown)
+        self.on_msg(self._on_msg)
+
+    # ------------------------------------------------------------------ state
+
+    def set_markdown(self, text: str) -> None:
+        self.markdown = text
+        self.html = render_markdown(text)
+
+    def set_buttons(self, *buttons: Button) -> None:
+        self._actions = {b.id: b.action for b in buttons if b.action}
+        self.buttons = [{"id": b.id, "label": b.label, "disabled": b.disabled, **({"copy": b.copy} if b.copy else {})}
+                        for b in buttons]
+
+    def click(self, button_id: str) -> None:
+        """What the browser does when a button is pressed (also handy in tests and scripts)."""
+        action = self._actions.get(button_id)
+        if action is not None:
+            action()
+
+    def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "click":
+            self.click(str(content.get("id")))
+
+    def _repr_mimebundle_(self, **kwargs: Any):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/plain"] = "\n".join(part for part in (self.title, self.markdown, self.status) if part)
+        return bundle
+
+    # ------------------------------------------------------------------ streaming
+
+    def run(self, task: Callable[[], tuple[Button, ...] | None], *, after: tuple[Button, ...] = ()) -> threading.Thread:
+        """Run ``task`` on a thread with the panel marked busy and a Stop button; errors end up in the
+        status line, never in the kernel. The buttons shown afterwards are those ``task`` returns,
+        else ``after``."""
+        def work() -> None:
+            nonlocal after
+            try:
+                after = task() or after
+                self.state = "done"
+            except (TutorError, ValueError) as exc:
+                self.state, self.status = "failed", str(exc)
+            except Exception as exc:  # the panel must say something, and the kernel must live on
+                self.state, self.status = "failed", f"Something went wrong: {exc.__class__.__name__}: {exc}"
+            finally:
+                self._stream = None
+                self.set_buttons(*after)
+
+        self.state, self.status = "working", "Thinking..."
+        self.set_buttons(Button("stop", "Stop", self.stop))
+        thread = threading.Thread(target=work, daemon=True, name="tutor-panel")
+        thread.start()
+        return thread
+
+    def stream(self, start: Callable[[], CompletionStream], *, heading: str = "",
+               after: tuple[Button, ...] = ()) -> threading.Thread:
+        """Stream the text of ``start()`` into the panel under ``heading``, on a thread."""
+        def task() -> None:
+            self._stream = start()
+            text = self.follow(self._stream, heading)
+            result = self._stream.result
+            self.status = "Stopped." if result is not None and result.finish_reason == "cancelled" else ""
+            self.set_markdown(heading + text)
+
+        return self.run(task, after=after)
+
+    def follow(self, pieces, heading: str = "") -> str:
+        """Show streamed ``pieces`` as they come (about ten updates a second); return the whole text."""
+        text, shown = "", 0.0
+        for piece in pieces:
+            text += piece
+            if time.monotonic() - shown > 0.1:
+                self.set_markdown(heading + text)
+                shown = time.monotonic()
+        self.set_markdown(heading + text)
+        return text
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
