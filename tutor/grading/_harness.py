@@ -1,0 +1,119 @@
+"""Runs inside the sandbox as `python -I -S -u -B -c <this source> CONFIG`; stdlib only.
+
+Line-delimited JSON: requests on stdin, replies on the result fd.
+  <- {"code": str}
+  -> {"event": "syntax_error", ...} | {"event": "load_error", ...} | {"event": "ready"}
+  <- {"calls": [{"setup": str, "call": str, "check": str}, ...]}   (sent only after "ready")
+  -> {"event": "result", "ok": bool, "repr"|"error"...} per call, then {"event": "done"}
+The student's code is defined before any test reaches this process, and expected values never do:
+the grader compares the reprs sent back.
+"""
+
+import builtins
+import errno
+import json
+import linecache
+import os
+import sys
+import traceback
+
+STUDENT = "<your code>"
+MAX_REPR = 100_000
+_HOME_PID = os.getpid()
+
+
+def _send(fd: int, message: dict) -> None:
+    if os.getpid() != _HOME_PID:  # a process the student forked came back here: it has no say
+        os._exit(0)
+    os.write(fd, (json.dumps(message) + "\n").encode())
+
+
+def _kind(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "memory"
+    if isinstance(e, RecursionError):
+        return "recursion"
+    if isinstance(e, OSError):
+        if e.errno == errno.EFBIG:
+            return "file_too_large"
+        if e.errno == errno.EAGAIN and "fork" in "".join(traceback.format_tb(e.__traceback__)):
+            return "processes"
+        socket = sys.modules.get("socket")
+        if (socket and isinstance(e, socket.gaierror)) or e.errno in (
+                errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL):
+            return "network"
+    return "error"
+
+
+def _describe(e: BaseException) -> dict:
+    student_lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == STUDENT]
+    shown = traceback.format_exception(type(e), e, e.__traceback__)
+    # Keep the student's frames; the harness's own are noise to them.
+    kept = [shown[0]] + [s for s in shown[1:-1] if STUDENT in s or "<test>" in s] + [shown[-1]]
+    return {"error": "".join(traceback.format_exception_only(type(e), e)).strip()[:2000],
+            "kind": _kind(e), "line": student_lines[-1] if student_lines else None,
+            "traceback": "".join(kept)[-5000:]}
+
+
+def _block_sockets() -> None:
+    """Best effort only, where no network namespace was possible: not a security boundary."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.ENETUNREACH, "network access is not allowed while grading")
+
+    class NoSocket(socket.socket):
+        def __init__(self, *args, **kwargs):
+            refuse()
+
+    socket.socket = NoSocket
+    socket.create_connection = socket.getaddrinfo = socket.socketpair = refuse
+
+
+def _run_call(call: dict, namespace: dict):
+    scope = dict(namespace)  # setup names stay local to this test
+    if call.get("setup"):
+        exec(compile(call["setup"], "<test>", "exec"), scope)
+    if call.get("check"):
+        exec(compile(call["check"], "<test>", "exec"), scope)
+        return None
+    return eval(compile(call["call"], "<test>", "eval"), scope)
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    fd = cfg["result_fd"]
+    if cfg.get("block_sockets"):
+        _block_sockets()
+    code = json.loads(sys.stdin.readline())["code"]
+    linecache.cache[STUDENT] = (len(code), None, code.splitlines(True), STUDENT)
+    try:
+        compiled = compile(code, STUDENT, "exec")
+    except (SyntaxError, ValueError) as e:
+        _send(fd, {"event": "syntax_error", "message": getattr(e, "msg", str(e)), "line": getattr(e, "lineno", None),
+                   "offset": getattr(e, "offset", None), "text": (getattr(e, "text", None) or "").rstrip()})
+        return
+    namespace = {"__name__": "__student__", "__builtins__": builtins}
+    try:
+        exec(compiled, namespace)
+    except BaseException as e:  # SystemExit and KeyboardInterrupt included: the student's code ended itself
+        _send(fd, {"event": "load_error", **_describe(e)})
+        return
+    _send(fd, {"event": "ready"})
+
+    line = sys.stdin.readline()
+    calls = json.loads(line)["calls"] if line else []
+    for call in calls:
+        try:
+            value = _run_call(call, namespace)
+            text = repr(value)
+        except BaseException as e:
+            _send(fd, {"event": "result", "ok": False, **_describe(e)})
+            continue
+        finally:
+            sys.stdout.flush()
+        _send(fd, {"event": "result", "ok": True, "repr": text[:MAX_REPR], "truncated": len(text) > MAX_REPR})
+    _send(fd, {"event": "done"})
+
+
+main()
