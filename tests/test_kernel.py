@@ -33,6 +33,7 @@ class Kernel:
     def run(self, code: str, timeout: float = 60) -> list[dict]:
         """Execute ``code``; return its iopub messages (widget messages are absorbed too)."""
         msg_id = self.kc.execute(code)
+        self.last_msg_id = msg_id
         out = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -47,6 +48,13 @@ class Kernel:
             if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 return out
         raise TimeoutError(code)
+
+    def payload(self) -> list[dict]:
+        """The payload of the last execute_reply (set_next_input lands here)."""
+        while True:
+            reply = self.kc.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == self.last_msg_id:
+                return reply["content"].get("payload", [])
 
     def drain(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -117,7 +125,7 @@ def test_failing_cell_keeps_its_traceback_and_gets_a_panel(with_model):
     comm_id = panel["data"][WIDGET_MIME]["model_id"]
     state = with_model.widgets[comm_id]
     assert state["kind"] == "error" and state["title"]
-    assert "line 2" in state["title"] and "<code>numbers</code> has 3 items" in state["html"]  # the rule-based diagnosis
+    assert "line 2" in state["title"] and "<code>numbers</code> has 3 items" in state["html"]
     assert [b["id"] for b in state["buttons"]] == ["more", "fix"]
     assert "text/plain" in panel["data"]  # readable where widgets are not
 
@@ -208,3 +216,35 @@ def test_without_a_model_everything_says_how_to_configure(tmp_path):
         explain = panels(k.run("%%explain\nx = 1"))[0]
         assert "TUTOR_CHAT_MODEL" in k.widgets[explain["data"][WIDGET_MIME]["model_id"]]["status"]
         assert stream_of(k.run("print(2 + 2)"), "stdout") == "4\n"
+
+
+def test_practice_check_and_hint(with_model):
+    from tutor.grading import load_bank
+
+    out = with_model.run("%practice lists --level 1")
+    [panel] = panels(out)
+    [payload] = [p for p in with_model.payload() if p.get("source") == "set_next_input"]
+    assert payload["text"].startswith("%%check\n") and payload["replace"] is False  # a new cell, nothing overwritten
+    problem = next(p for p in load_bank() if p.starter == payload["text"][len("%%check\n"):])
+    state = with_model.widgets[panel["data"][WIDGET_MIME]["model_id"]]
+    assert problem.title in state["title"] and [b["id"] for b in state["buttons"]] == ["check", "hint"]
+
+    starter = with_model.run(payload["text"])
+    report = with_model.widgets[panels(starter)[0]["data"][WIDGET_MIME]["model_id"]]
+    assert "Not yet" in report["html"] and "Hidden tests (you cannot see them)" in report["html"]
+    for case in problem.hidden_tests:  # hidden tests are reported by count, never by content
+        assert case.shown not in report["html"]
+
+    solved = with_model.run("%%check\n" + problem.solution)
+    report = with_model.widgets[panels(solved)[0]["data"][WIDGET_MIME]["model_id"]]
+    assert "All tests passed" in report["html"]
+    assert stream_of(with_model.run(f"print(callable({problem.function}))"), "stdout") == "True\n"
+
+    hint = panels(with_model.run("%hint"))[0]
+    state = with_model.wait_for(hint["data"][WIDGET_MIME]["model_id"], lambda s: s.get("state") in ("done", "failed"))
+    assert state["state"] == "done" and state["title"] == "Hint 1: nudge" and "3 more hints" in state["status"]
+
+    check = panels(with_model.run("%check"))[0]
+    state = with_model.wait_for(check["data"][WIDGET_MIME]["model_id"], lambda s: s.get("state") in ("done", "failed"))
+    assert "All tests passed" in state["html"]
+    assert "no practice problems on 'knitting'" in stderr_of(with_model.run("%practice knitting"))

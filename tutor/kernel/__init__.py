@@ -6,6 +6,7 @@ from typing import Any
 
 from .extension import TutorExtension
 from .magics import TutorMagics
+from .practice import PracticeMagics
 
 _loaded: dict[int, TutorExtension] = {}
 
@@ -15,6 +16,7 @@ def load_ipython_extension(shell: Any) -> None:
         return
     extension = TutorExtension(shell)
     shell.register_magics(TutorMagics(shell, extension))
+    shell.register_magics(PracticeMagics(shell, extension))
     shell.events.register("post_run_cell", extension.post_run_cell)
     _loaded[id(shell)] = extension
 

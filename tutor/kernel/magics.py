@@ -45,7 +45,7 @@ class TutorMagics(Magics):
 
     def _code_for(self, name: str | None) -> str:
         if not name:
-            history = self.shell.user_ns.get("In", [])
+            history = self.shell.history_manager.input_hist_raw
             if len(history) < 2:
                 raise UsageError("there is no previous cell to explain; use %%explain at the top of a cell.")
             return history[-2]
@@ -80,7 +80,8 @@ class TutorMagics(Magics):
             raise UsageError(TUTOR_USAGE)
 
     def _cells(self) -> list[str]:
-        return [c for c in self.shell.user_ns.get("In", [])[1:] if not c.lstrip().startswith("%tutor")]
+        raw = self.shell.history_manager.input_hist_raw[1:]
+        return [c for c in raw if not c.lstrip().startswith("%tutor")]
 
     def status(self) -> str:
         s = self.ext.settings

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..backends.base import Backend, GenerationOptions, Message
 from .explain import TUTOR_VOICE
 
-_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.DOTALL)
+CODE_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def fix_messages(source: str, error: str, rejected: str | None = None) -> list[M
 
 def extract_code(reply: str) -> tuple[str | None, str]:
     """(the first fenced code block, the text around it)."""
-    match = _FENCE.search(reply)
+    match = CODE_FENCE.search(reply)
     if not match:
         return None, reply.strip()
     words = (reply[:match.start()] + reply[match.end():]).strip()
