@@ -151,7 +151,7 @@ def test_suggest_a_fix_is_checked_before_it_is_shown(with_model):
     # A random tiny model cannot write a fix that compiles: it must be withheld, honestly.
     assert state["state"] == "done"
     assert "No fix is shown" in state["status"]
-    assert "copy" not in [b["id"] for b in state["buttons"]]
+    assert "insert" not in [b["id"] for b in state["buttons"]]
 
 
 def test_explain_magic_streams_into_a_panel(with_model):

@@ -89,8 +89,8 @@ class TutorExtension:
                 self.pending_fix = result.code
                 panel.set_markdown(f"**Suggested fix** (checked: it compiles and changes only what is needed)"
                                    f"\n\n```diff\n{result.diff}```\n\n{result.explanation}")
-                panel.status = "Your cell is unchanged. Copy the fix, or run `%tutor apply` to get it in a new cell."
-                return (more_button, Button("copy", "Copy fixed code", copy=result.code))
+                panel.status = "Your cell is unchanged. Insert the fix below it (or run `%tutor apply`)."
+                return (more_button, Button("insert", "Insert below", insert=result.code))
 
             panel.run(task)
 

@@ -16,6 +16,15 @@ function render({ model, el }) {
   root.append(title, body, status, bar);
   el.appendChild(root);
 
+  async function copy(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      status.textContent = "Copied: paste it into a new cell.";
+    } catch {
+      status.textContent = "Copying was not allowed by the browser; select the code and copy it.";
+    }
+  }
+
   function update() {
     title.textContent = model.get("title");
     root.dataset.kind = model.get("kind");
@@ -31,15 +40,19 @@ function render({ model, el }) {
       b.dataset.id = button.id;
       b.textContent = button.label;
       b.disabled = !!button.disabled;
-      if (button.copy) {
-        b.addEventListener("click", async () => {
-          try {
-            await navigator.clipboard.writeText(button.copy);
-            status.textContent = "Copied.";
-          } catch {
-            status.textContent = "Copying was not allowed by the browser; select the code and copy it.";
-          }
+      if (button.insert) {
+        // The tutor's JupyterLab extension listens for this and inserts a new cell below the one
+        // this panel belongs to (the student's cell is never touched). Elsewhere: the clipboard.
+        b.addEventListener("click", () => {
+          const event = new CustomEvent("tutor:insert-cell", {
+            detail: { code: button.insert }, bubbles: true, cancelable: true,
+          });
+          el.dispatchEvent(event);
+          if (event.defaultPrevented) status.textContent = "Inserted in a new cell below.";
+          else copy(button.insert);
         });
+      } else if (button.copy) {
+        b.addEventListener("click", () => copy(button.copy));
       } else {
         b.addEventListener("click", () => model.send({ type: "click", id: button.id }));
       }

@@ -30,6 +30,7 @@ class Button:
     action: Callable[[], None] | None = None
     disabled: bool = False
     copy: str | None = None  # text the browser copies to the clipboard instead of calling back
+    insert: str | None = None  # code the browser puts in a new cell below (the clipboard where it cannot)
 
 
 class TutorPanel(anywidget.AnyWidget):
@@ -59,7 +60,8 @@ class TutorPanel(anywidget.AnyWidget):
 
     def set_buttons(self, *buttons: Button) -> None:
         self._actions = {b.id: b.action for b in buttons if b.action}
-        self.buttons = [{"id": b.id, "label": b.label, "disabled": b.disabled, **({"copy": b.copy} if b.copy else {})}
+        self.buttons = [{"id": b.id, "label": b.label, "disabled": b.disabled,
+                         **({"copy": b.copy} if b.copy else {}), **({"insert": b.insert} if b.insert else {})}
                         for b in buttons]
 
     def click(self, button_id: str) -> None:
