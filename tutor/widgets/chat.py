@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import traitlets
 from ..engine.errors import TutorError
 from ..tutoring import Conversation
 from .markdown import render_markdown
+from .panel import show_streaming
 
 _HERE = Path(__file__).parent
 
@@ -47,15 +47,9 @@ class ChatWidget(anywidget.AnyWidget):
         self.state, self.status = "working", "Thinking..."
 
         def work() -> None:
-            text, shown = "", 0.0
             try:
                 self._stream = self.conversation.ask(question)
-                for piece in self._stream:
-                    text += piece
-                    if time.monotonic() - shown > 0.1:
-                        self._show(text)
-                        shown = time.monotonic()
-                self._show(text)
+                show_streaming(self._stream, self._show)
                 self.status = "Stopped." if self._stream.result.finish_reason == "cancelled" else ""
             except (TutorError, ValueError) as exc:
                 self.status = str(exc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,19 @@ from ..engine.errors import TutorError
 from .markdown import render_markdown
 
 _HERE = Path(__file__).parent
+
+
+def show_streaming(pieces: Iterable[str], show: Callable[[str], None], interval: float = 0.1) -> str:
+    """Call ``show`` with the text so far at most every ``interval`` seconds (ten updates a second
+    are plenty for reading, and each one is a message to the browser), and once at the end."""
+    text, shown = "", 0.0
+    for piece in pieces:
+        text += piece
+        if time.monotonic() - shown > interval:
+            show(text)
+            shown = time.monotonic()
+    show(text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -117,16 +130,9 @@ class TutorPanel(anywidget.AnyWidget):
 
         return self.run(task, after=after)
 
-    def follow(self, pieces, heading: str = "") -> str:
-        """Show streamed ``pieces`` as they come (about ten updates a second); return the whole text."""
-        text, shown = "", 0.0
-        for piece in pieces:
-            text += piece
-            if time.monotonic() - shown > 0.1:
-                self.set_markdown(heading + text)
-                shown = time.monotonic()
-        self.set_markdown(heading + text)
-        return text
+    def follow(self, pieces: Iterable[str], heading: str = "") -> str:
+        """Show streamed ``pieces`` under ``heading`` as they come; return the whole text."""
+        return show_streaming(pieces, lambda text: self.set_markdown(heading + text))
 
     def stop(self) -> None:
         if self._stream is not None:
