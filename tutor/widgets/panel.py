@@ -123,10 +123,9 @@ class TutorPanel(anywidget.AnyWidget):
         """Stream the text of ``start()`` into the panel under ``heading``, on a thread."""
         def task() -> None:
             self._stream = start()
-            text = self.follow(self._stream, heading)
+            self.follow(self._stream, heading)
             result = self._stream.result
             self.status = "Stopped." if result is not None and result.finish_reason == "cancelled" else ""
-            self.set_markdown(heading + text)
 
         return self.run(task, after=after)
 
