@@ -80,9 +80,16 @@ class TutorExtension:
 
         def fix() -> None:
             def task() -> tuple[Button, ...]:
-                panel.status = "Asking for a fix and checking it..."
+                panel.status = "Asking for a fix..."
+                received = 0
+
+                def progress(piece: str) -> None:  # the draft is not shown before it is checked
+                    nonlocal received
+                    received += len(piece)
+                    panel.status = f"Asking for a fix... ({received} characters; checked before it is shown)"
+
                 result = propose_fix(self.backend(), source, full_error, syntax_error=is_syntax,
-                                     to_python=self.shell.transform_cell)
+                                     to_python=self.shell.transform_cell, on_text=progress)
                 if result.status != "fixed":
                     panel.status = result.message
                     return (more_button,)
