@@ -304,10 +304,10 @@ def build(src: str | Path, out: str | Path | None = None, force: bool = False) -
 def _client(nb: NotebookNode, cwd: Path, timeout: int):
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client.kernelspec import KernelSpec
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
-    class CurrentEnvKernelManager(KernelManager):
+    class CurrentEnvKernelManager(AsyncKernelManager):  # asynchronous, as nbclient expects: cell timeouts work
         """A Python kernel in this process's environment, whatever kernels are installed (like nbval's)."""
 
         @property
@@ -332,30 +332,36 @@ def run_notebook(nb: NotebookNode, cwd: str | Path = ".", timeout: int = DEFAULT
     A cell that runs past ``timeout`` seconds is reported as raising ``TimeoutError`` and ends the run.
     """
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbclient.util import run_sync
 
     client = _client(nb, Path(cwd), timeout)
     runs: list[CellRun] = []
-    client.reset_execution_trackers()
-    with client.setup_kernel(stderr=subprocess.DEVNULL):  # the kernel's own start-up warnings are noise here
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            try:
-                client.execute_cell(cell, index)
-            except CellTimeoutError:
-                runs.append(CellRun(index, f"TimeoutError: the cell ran longer than {timeout} s"))
-                break
-            except DeadKernelError:
-                runs.append(CellRun(index, "DeadKernelError: the kernel died"))
-                break
-            except CellExecutionError as exc:
-                runs.append(CellRun(index, f"{exc.ename}: {exc.evalue}".rstrip(": ")))
-                if stop_on_error:
-                    break
-                continue
-            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            error = f"{errors[0]['ename']}: {errors[0]['evalue']}".rstrip(": ") if errors else None
-            runs.append(CellRun(index, error))
+
+    # nbclient's asynchronous API, on one event loop, run to the end here.
+    async def run_all() -> None:
+        client.reset_execution_trackers()
+        async with client.async_setup_kernel(stderr=subprocess.DEVNULL):  # the kernel's start-up warnings are noise
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                try:
+                    await client.async_execute_cell(cell, index)
+                except CellTimeoutError:
+                    runs.append(CellRun(index, f"TimeoutError: the cell ran longer than {timeout} s"))
+                    return
+                except DeadKernelError:
+                    runs.append(CellRun(index, "DeadKernelError: the kernel died"))
+                    return
+                except CellExecutionError as exc:
+                    runs.append(CellRun(index, f"{exc.ename}: {exc.evalue}".rstrip(": ")))
+                    if stop_on_error:
+                        return
+                    continue
+                errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+                runs.append(CellRun(index, f"{errors[0]['ename']}: {errors[0]['evalue']}".rstrip(": ")
+                                    if errors else None))
+
+    run_sync(run_all)()
     return runs
 
 
