@@ -163,6 +163,8 @@ BROKEN = {
                             ("code", ADD_TESTS, ["tests"])],
                            "cell 1: solution and hidden-test markers belong in code cells"),
     "no_exercise": ([("md", "# A"), ("code", "print(1)")], "no exercise"),
+    "failure_allowed_in_tests": ([("code", ADD), ("code", ADD_TESTS, ["tests", "raises-exception"])],
+                                 "cell 2: an exercise or test cell cannot be tagged 'raises-exception'"),
 }
 
 
@@ -197,6 +199,25 @@ def test_check_rejects_tests_that_pass_on_the_stub_and_cells_that_need_a_solutio
     src = write(tmp_path / "needs.ipynb", ("code", ADD), ("code", ADD_TESTS, ["tests"]), ("code", "print(add(2, 2))"))
     rc, _, err = run_cli(capsys, "lesson", "check", str(src))
     assert rc == 2 and f"{src}: cell 3: fails in the student copy" in err and "NotImplementedError" in err
+
+
+def test_check_rejects_visible_tests_that_need_the_hidden_region(tmp_path, capsys):
+    src = write(tmp_path / "leaky.ipynb", ("code", ADD),
+                ("code", "### BEGIN HIDDEN TESTS\nexpected = 3\n### END HIDDEN TESTS\nassert add(1, 2) == expected",
+                 ["tests"]))
+    rc, _, err = run_cli(capsys, "lesson", "check", str(src))
+    assert rc == 2
+    assert f"{src}: cell 2: the visible tests fail without the hidden region" in err and "NameError" in err
+
+
+def test_check_accepts_demo_cells_that_raise_on_purpose_and_skipped_cells(tmp_path, capsys):
+    src = write(tmp_path / "demo.ipynb", ("code", 'int("seven")', ["raises-exception"]),
+                ("code", "import this_module_does_not_exist", ["nbval-skip"]),
+                ("code", ADD), ("code", ADD_TESTS, ["tests"]))
+    rc, out, err = run_cli(capsys, "lesson", "check", str(src))
+    assert rc == 0, err
+    student = build_student_copy(nbformat.read(src, as_version=4))
+    assert student.cells[0].metadata.tags == ["raises-exception"] and student.cells[1].metadata.tags == ["nbval-skip"]
 
 
 def test_check_passes_a_real_lesson(capsys):

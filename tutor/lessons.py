@@ -40,6 +40,7 @@ Cells are numbered from 1, counting Markdown cells, as they appear in the notebo
 from __future__ import annotations
 
 import ast
+import copy
 import re
 import subprocess
 import sys
@@ -61,6 +62,7 @@ TESTS_TAG = "tests"
 RAISES_TAG = "raises-exception"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 DEFAULT_TIMEOUT = 60  # seconds per cell
+_OUTPUT_TAGS = ("nbval-check-output", "nbval-ignore-output")
 
 # Anything that looks like a marker but is not exactly one: a typo would otherwise leak a solution.
 _MARKER_LIKE = re.compile(r"(BEGIN|END)\s+(SOLUTION|HIDDEN\s+TESTS)", re.IGNORECASE)
@@ -174,6 +176,11 @@ def analyse(nb: NotebookNode, name: str = "lesson") -> list[CellInfo]:
         if kinds == {"solution", "hidden"}:
             raise LessonError(f"{where}: a cell holds either a solution or hidden tests, not both; "
                               "put the tests in their own cell below the exercise.")
+        if kinds or _is_test_tagged(cell):
+            for tag in _tags(cell):
+                if tag in (RAISES_TAG, "nbval-raises-exception", "nbval-skip"):
+                    raise LessonError(f"{where}: an exercise or test cell cannot be tagged '{tag}': a failing "
+                                      "test would go unnoticed.")
         if "solution" in kinds:
             if _is_test_tagged(cell):
                 raise LessonError(f"{where}: a test cell (tag '{TESTS_TAG}') cannot hold a solution region.")
@@ -238,6 +245,11 @@ def _stub_runs_at_top_level(source: str) -> bool:
     return visit(tree)
 
 
+def visible_tests(source: str, regions: list[Region]) -> str:
+    """A test cell's source without its hidden-test regions."""
+    return _replace_regions(source, regions, stub=False)
+
+
 def read_lesson(path: str | Path) -> NotebookNode:
     nbformat = _nbformat()
     path = Path(path)
@@ -261,14 +273,14 @@ def build_student_copy(nb: NotebookNode, name: str = "lesson") -> NotebookNode:
         if new.cell_type == "code":
             new.outputs = []
             new.execution_count = None
-            # nbval's tags are for the teacher copy's saved outputs, which the student copy does not have.
-            tags = [t for t in _tags(new) if t != RAISES_TAG and not t.startswith("nbval-")]
+            # nbval's output tags are about the teacher copy's saved outputs, which the student copy does not have.
+            tags = [t for t in _tags(new) if t not in _OUTPUT_TAGS]
             if info.role == "exercise":
                 new.source = _replace_regions(cell.source, info.regions, stub=True)
                 if _stub_runs_at_top_level(new.source):
                     tags.append(RAISES_TAG)
             elif info.role == "tests":
-                new.source = _replace_regions(cell.source, info.regions, stub=False)
+                new.source = visible_tests(cell.source, info.regions)
                 tags.append(RAISES_TAG)
             if tags:
                 new.metadata["tags"] = tags
@@ -318,6 +330,12 @@ def _client(nb: NotebookNode, cwd: Path, timeout: int):
                           resources={"metadata": {"path": str(cwd)}})
 
 
+def _skipped(cell: NotebookNode) -> bool:
+    """Cells nbval skips (tag nbval-skip, or a first line '# NBVAL_SKIP') are skipped here too."""
+    first = cell.source.lstrip().split("\n", 1)[0].replace(" ", "")
+    return "nbval-skip" in _tags(cell) or first == "#NBVAL_SKIP"
+
+
 @dataclass
 class CellRun:
     index: int
@@ -342,7 +360,7 @@ def run_notebook(nb: NotebookNode, cwd: str | Path = ".", timeout: int = DEFAULT
         client.reset_execution_trackers()
         async with client.async_setup_kernel(stderr=subprocess.DEVNULL):  # the kernel's start-up warnings are noise
             for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code":
+                if cell.cell_type != "code" or _skipped(cell):
                     continue
                 try:
                     await client.async_execute_cell(cell, index)
@@ -378,18 +396,33 @@ def check_lesson(path: str | Path, timeout: int = DEFAULT_TIMEOUT) -> NotebookNo
     infos = analyse(nb, str(path))
     cwd = path.parent
 
-    teacher = nbformat.from_dict(nbformat.reads(nbformat.writes(nb), as_version=4))
+    # The teacher copy, with each test cell run twice: its visible tests alone (what students will have:
+    # they must pass on a right solution without anything from the hidden region), then the whole cell.
+    teacher = nbformat.v4.new_notebook()
+    origin: list[tuple[int, str]] = []
+    for info, cell in zip(infos, nb.cells, strict=True):
+        if info.role == "tests":
+            teacher.cells.append(nbformat.v4.new_code_cell(visible_tests(cell.source, info.regions)))
+            origin.append((info.index, "visible"))
+        teacher.cells.append(copy.deepcopy(cell))
+        origin.append((info.index, "whole"))
     for run in run_notebook(teacher, cwd, timeout):
-        if run.error is not None:
-            info = infos[run.index]
-            what = {"tests": "the tests fail on the teacher's solution",
-                    "exercise": "the teacher's solution fails"}.get(info.role, "the teacher copy fails here")
-            raise LessonError(f"{path}: cell {run.index + 1}: {what}: {_short(run.error)}")
+        index, part = origin[run.index]
+        if run.error is None or RAISES_TAG in _tags(nb.cells[index]):
+            continue
+        role = infos[index].role
+        if role == "tests":
+            what = "the tests fail on the teacher's solution"
+            if part == "visible" and run.error.startswith("NameError"):
+                what = "the visible tests fail without the hidden region (do they use a name defined there?)"
+        else:
+            what = "the teacher's solution fails" if role == "exercise" else "the teacher copy fails here"
+        raise LessonError(f"{path}: cell {index + 1}: {what}: {_short(run.error)}")
 
     student = build_student_copy(nb, str(path))
     runs = {run.index: run for run in run_notebook(student, cwd, timeout, stop_on_error=False)}
     for info in infos:
-        if info.role == "markdown" or info.role not in ("code", "exercise", "tests"):
+        if info.role not in ("code", "exercise", "tests"):
             continue
         run = runs.get(info.index)
         if run is None:  # the run ended early (a timeout or a dead kernel was reported before)
@@ -400,6 +433,9 @@ def check_lesson(path: str | Path, timeout: int = DEFAULT_TIMEOUT) -> NotebookNo
         if info.role == "tests" and not run.error:
             raise LessonError(f"{path}: cell {info.number}: the tests pass on the stub of the exercise in cell "
                               f"{info.exercise + 1}; their visible asserts must call the exercise's code.")
+        if run.error and not tagged and info.role == "exercise":
+            raise LessonError(f"{path}: cell {info.number}: the exercise cell itself fails in the student copy "
+                              f"({_short(run.error)}); move the code that calls the exercise into its test cell.")
         if run.error and not tagged:
             raise LessonError(f"{path}: cell {info.number}: fails in the student copy, where only exercises and "
                               f"their tests may fail ({_short(run.error)}); does it use an exercise's result?")
