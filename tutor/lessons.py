@@ -30,7 +30,8 @@ indented like the ``BEGIN`` marker (one stub for statements and expressions alik
 statement is, and fails loudly instead of silently returning ``None``), drops hidden-test regions, clears
 outputs, and tags ``raises-exception`` every cell that will fail on the stubs: the test cells, and the
 exercises whose stub runs when the cell runs (not inside a ``def``). nbval and nbclient then expect those
-failures and still run everything else.
+failures and still run everything else. The teacher's own tags stay (a demo cell tagged ``raises-exception``
+fails on purpose in both copies), except nbval's output tags: the student copy has no saved outputs.
 
 :func:`check_lesson` validates a lesson: markers balanced and not nested, every exercise tested, the teacher
 copy runs top to bottom with every test passing, and in the student copy exactly the tagged cells fail.
