@@ -123,6 +123,9 @@ def test_build_cli_writes_and_refuses_to_overwrite(tmp_path, capsys):
         assert rc == 2 and "teacher copy" in err, err
     assert src.read_bytes() == teacher
 
+    rc, _, _ = run_cli(capsys, "lesson", "build", str(src), "-o", str(tmp_path / "handout") + "/")
+    assert rc == 0 and (tmp_path / "handout" / "lesson.ipynb").is_file()
+
     rc, _, err = run_cli(capsys, "lesson", "build", str(tmp_path / "missing.ipynb"), "-o", str(tmp_path / "x.ipynb"))
     assert rc == 2 and "missing.ipynb: no such file" in err
 

@@ -299,8 +299,9 @@ def build(src: str | Path, out: str | Path | None = None, force: bool = False) -
     nb = read_lesson(src)
     if out is None:
         out = Path("build") / "lessons" / src.name
+    as_folder = str(out).endswith(("/", "\\"))  # "-o handout/" names a folder, made if needed
     out = Path(out)
-    if out.is_dir():
+    if out.is_dir() or as_folder:
         out = out / src.name
     if out.resolve() == src.resolve() or (out.exists() and src.exists() and out.samefile(src)):
         raise LessonError(f"{out}: is the teacher copy; the student copy must go elsewhere (-o OUT).")
@@ -315,10 +316,14 @@ def build(src: str | Path, out: str | Path | None = None, force: bool = False) -
 # --- running notebooks ---------------------------------------------------------------------------------------------
 
 def _client(nb: NotebookNode, cwd: Path, timeout: int):
-    from ipykernel.kernelspec import RESOURCES, get_kernel_dict
-    from jupyter_client.kernelspec import KernelSpec
-    from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
+    try:
+        from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+        from jupyter_client.kernelspec import KernelSpec
+        from jupyter_client.manager import AsyncKernelManager
+        from nbclient import NotebookClient
+    except ImportError as exc:
+        raise LessonError(f"running a lesson needs nbclient and ipykernel ({exc}): pip install nbclient "
+                          "ipykernel.") from None
 
     class CurrentEnvKernelManager(AsyncKernelManager):  # asynchronous, as nbclient expects: cell timeouts work
         """A Python kernel in this process's environment, whatever kernels are installed (like nbval's)."""
@@ -463,7 +468,7 @@ def add_parser(sub) -> None:
 
     b = lesson.add_parser("build", help="write the student copy: stubs for solutions, no hidden tests, no outputs")
     b.add_argument("src", help="the teacher copy (.ipynb)")
-    b.add_argument("-o", "--out", help="file or existing folder (default: build/lessons/NAME.ipynb)")
+    b.add_argument("-o", "--out", help="a file, or a folder (existing or ending in /); default build/lessons/")
     b.add_argument("--force", action="store_true", help="replace OUT if it exists (never the teacher copy)")
     b.set_defaults(func=cmd_build)
 
