@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dialect", choices=["old", "new"], default="old", help="config.json dialect")
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     p.set_defaults(func=cmd_make_tiny)
+
+    from .lessons import add_parser as add_lesson_parser
+
+    add_lesson_parser(sub)
     return parser
 
 
