@@ -171,7 +171,8 @@ def approximate_tokens(text: str) -> int:
 
 
 def fit_fim_budget(count: Callable[[str], int], prefix: str, suffix: str, files: Sequence[ContextFile] = (),
-                   *, budget: int, near: int | None = None, suffix_share: float = 0.25) -> FimContext:
+                   *, budget: int, near: int | None = None, suffix_share: float = 0.25, per_file: int = 1
+                   ) -> FimContext:
     """Trim a fill-in-the-middle prompt's text to about ``budget`` tokens, keeping what is near the cursor.
 
     The text right before the cursor matters most, then the text right after it, then the context
@@ -181,7 +182,8 @@ def fit_fim_budget(count: Callable[[str], int], prefix: str, suffix: str, files:
     boundaries (the cursor's own line is cut by characters only when it alone is over budget).
     ``files`` are in document order and ``near`` is the index where the current file sits among them
     (default: after them all); files are kept by distance from it, and dropped, never cut, when they
-    do not fit. Returns the pieces that fit, files still in their order.
+    do not fit; each costs its path and content plus ``per_file`` (its separator). Returns the pieces
+    that fit, files still in their order.
     """
     budget = max(budget, 1)
     suffix_cap = int(budget * suffix_share)
@@ -194,7 +196,7 @@ def fit_fim_budget(count: Callable[[str], int], prefix: str, suffix: str, files:
     order = sorted(range(len(files)), key=lambda i: (abs(i - near + 0.5), i))
     keep = set()
     for i in order:
-        cost = count(f"{files[i].path}\n{files[i].content}") + 1  # + the file separator
+        cost = count(f"{files[i].path}\n{files[i].content}" if files[i].path else files[i].content) + per_file
         if cost <= left:
             keep.add(i)
             left -= cost

@@ -84,12 +84,16 @@ def prompt_parts(request: CompletionRequest, count: Callable[[str], int]) -> tup
     The other cells, in notebook order, become one context file (the notebook as a percent-format
     script); cells are kept nearest-first until the budget is spent, after the text around the cursor.
     """
-    cells = [ContextFile(request.path, source) for source in (*request.cells_before, *request.cells_after)]
-    fitted = fit_fim_budget(count, request.before, request.after, cells, budget=request.context_budget,
-                            near=len(request.cells_before))
-    files = [ContextFile(request.path or "notebook", CELL_SEPARATOR.join(f.content for f in fitted.files))
-             ] if fitted.files else []
-    return fitted.prefix, fitted.suffix, files, request.path or "notebook"
+    path = request.path or "notebook"
+    # Counted as sent: each cell costs its text and a cell separator; the two paths, their file
+    # separators and the FIM control tokens are set aside first.
+    cells = [ContextFile("", source) for source in (*request.cells_before, *request.cells_after)]
+    overhead = 2 * count(f"{path}\n") + 6
+    fitted = fit_fim_budget(count, request.before, request.after, cells,
+                            budget=max(request.context_budget - overhead, 1), near=len(request.cells_before),
+                            per_file=count(CELL_SEPARATOR))
+    files = [ContextFile(path, CELL_SEPARATOR.join(f.content for f in fitted.files))] if fitted.files else []
+    return fitted.prefix, fitted.suffix, files, path
 
 
 # ---------------------------------------------------------------------- post-processing
@@ -116,9 +120,13 @@ class Shaper:
         line_before = self.before.rsplit("\n", 1)[-1]
         self.rest_of_line = self.after.split("\n", 1)[0]
         self.mid_line = bool(self.rest_of_line.strip())
-        self.base_indent = _indent(line_before)
-        if line_before.rstrip().endswith(":"):
-            self.base_indent += 1  # the block being opened is deeper than its header
+        anchor = line_before
+        if not line_before.strip():  # an empty line so far: the block is the one of the last line written
+            written = [ln for ln in self.before.split("\n")[:-1] if ln.strip()]
+            anchor = written[-1] if written else ""
+        self.base_indent = min(_indent(anchor), len(line_before)) if line_before else _indent(anchor)
+        if anchor.rstrip().endswith(":"):
+            self.base_indent = _indent(anchor) + 1  # the block being opened is deeper than its header
         following = [ln for ln in self.after.split("\n")[1:] if ln.strip()] if self.mid_line else \
             [ln for ln in self.after.split("\n") if ln.strip()]
         self.next_line = following[0].strip() if following else ""
@@ -161,6 +169,23 @@ class Counters:
     generations_stopped: int = 0  # backend streams that really ended early (finish_reason "cancelled")
     stopped_by_newer: int = 0  # ... of them, those stopped because a newer request from the editor came
     errors: int = 0
+    last_prompt_tokens: int = 0  # of the last generation that finished, as the model counted them
+
+
+class _Job:
+    """One editor's running request: cancelled when a newer one comes, before or after its stream starts."""
+
+    def __init__(self, request_id: str, cancelled: threading.Event):
+        self.request_id = request_id
+        self.cancelled = cancelled
+        self.stream: Any = None
+        self.superseded = False
+
+    def supersede(self) -> None:
+        self.superseded = True
+        self.cancelled.set()
+        if self.stream is not None:
+            self.stream.cancel()
 
 
 class Completer:
@@ -214,29 +239,35 @@ class Completer:
                 "backend": backend.describe() if backend is not None else "not started (starts on first use)",
                 "requests": c.requests, "completed": c.completed, "superseded": c.superseded,
                 "generations_stopped": c.generations_stopped, "stopped_by_newer": c.stopped_by_newer,
-                "errors": c.errors,
+                "errors": c.errors, "last_prompt_tokens": c.last_prompt_tokens,
+                "published_endpoint": os.environ.get("TUTOR_ENDPOINT", "") if self.publish_environment else "",
                 "active": len(self._running)}
 
     def complete(self, request: CompletionRequest, cancelled: threading.Event) -> Iterator[str]:
         """Cumulative texts for the editor; runs on a worker thread. A newer request from the same
         editor, or ``cancelled`` being set (the browser went away), stops the generation itself."""
         self.counters.requests += 1
-        backend = self.backend()
-        prefix, suffix, files, path = prompt_parts(request, self.count_tokens)
-        options = GenerationOptions(max_tokens=request.max_tokens, temperature=0.0)
-        stream = backend.fill_in_middle(prefix, suffix, options, files=files, path=path)
-        self.publish()
-        with self._lock:
+        job = _Job(request.request_id, cancelled)
+        with self._lock:  # first stop the editor's older request: its work would queue before ours
             older = self._running.get(request.editor_id)
-            self._running[request.editor_id] = (request.request_id, stream)
+            self._running[request.editor_id] = job
         if older is not None:
             self.counters.superseded += 1
-            older[1].cancel()
-        shaper = Shaper(request.before, request.after, request.max_lines)
-        text, shown = "", None
+            older.supersede()
         try:
+            backend = self.backend()
+            prefix, suffix, files, path = prompt_parts(request, self.count_tokens)
+            options = GenerationOptions(max_tokens=request.max_tokens, temperature=0.0)
+            if cancelled.is_set():
+                return
+            stream = job.stream = backend.fill_in_middle(prefix, suffix, options, files=files, path=path)
+            if cancelled.is_set():
+                stream.cancel()
+            self.publish()
+            shaper = Shaper(request.before, request.after, request.max_lines)
+            text, shown = "", None
             for piece in stream:
-                if cancelled.is_set() or stream.cancelled:
+                if cancelled.is_set():
                     break
                 text += piece
                 now, stop = shaper.shape(text)
@@ -245,26 +276,26 @@ class Completer:
                     yield now
                 if stop:
                     break  # a sensible end: the model need not go on
-            if stream.result is None:  # ended early: stop the generation itself, and see that it stopped
+            if stream.result is None:  # left early: stop the generation itself
                 stream.cancel()
-                if self._finish(stream) == "cancelled":
-                    self.counters.generations_stopped += 1
-                    if self._superseded(request, stream):
-                        self.counters.stopped_by_newer += 1
+            finish = self._finish(stream)  # drains, so the backend has stopped when this returns
+            if finish == "cancelled":
+                self.counters.generations_stopped += 1
+                if job.superseded:
+                    self.counters.stopped_by_newer += 1
+            if stream.result is not None:
+                self.counters.last_prompt_tokens = stream.result.prompt_tokens
             self.counters.completed += 1
         finally:
             with self._lock:
-                if self._running.get(request.editor_id, (None, None))[1] is stream:
+                if self._running.get(request.editor_id) is job:
                     del self._running[request.editor_id]
-
-    def _superseded(self, request: CompletionRequest, stream: Any) -> bool:
-        with self._lock:
-            current = self._running.get(request.editor_id)
-        return current is None or current[1] is not stream
 
     @staticmethod
     def _finish(stream: Any) -> str:
-        """Drain a cancelled stream so its backend stops now; its finish reason."""
+        """Drain a stream (a cancelled one ends at once, its backend stopped); its finish reason."""
+        if stream.result is not None:
+            return stream.result.finish_reason
         try:
             for _ in stream:
                 pass
