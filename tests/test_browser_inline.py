@@ -51,7 +51,7 @@ def lab(tmp_path_factory, tiny_dirs):
     inline = settings / "@jupyterlab" / "completer-extension"
     inline.mkdir(parents=True)
     (inline / "inline-completer.jupyterlab-settings").write_text(json.dumps(
-        {"providers": {"tutor-inline-completion": {"enabled": True, "debouncerDelay": 0, "timeout": 60000}}}))
+        {"providers": {"tutor-inline-completion": {"enabled": True, "debouncerDelay": 0}}}))
     ours = settings / "tutor-inline-completion"
     ours.mkdir()
     (ours / "plugin.jupyterlab-settings").write_text(json.dumps({"debounceMs": 100}))

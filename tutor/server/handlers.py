@@ -71,6 +71,7 @@ class CompleteHandler(TutorHandler):
         self.executor.submit(produce)
         text = ""
         try:
+            await self.flush()  # headers now: the browser's fetch returns and its (untimed) stream waits
             while True:
                 kind, value = await queue.get()
                 if kind is _DONE:
