@@ -153,3 +153,23 @@ def test_without_a_model_the_error_says_what_to_set(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_killed_worker_is_restarted_and_the_user_is_told_once(jupyter):
+    import signal
+
+    url, token = jupyter
+    httpx.post(f"{url}/tutor/complete", json=body(settings={"maxTokens": 2}), headers=auth(token), timeout=120)
+    first = status(url, token)
+    assert first["worker_pid"]
+    os.kill(first["worker_pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    r = httpx.post(f"{url}/tutor/complete", json=body(id="after", settings={"maxTokens": 2}), headers=auth(token),
+                   timeout=120)
+    got = [json.loads(line) for line in r.text.splitlines() if line.strip()]
+    assert got[-1]["done"] is True and "error" not in got[-1]  # the completion still came
+    notices = [c["notice"] for c in got if "notice" in c]
+    assert len(notices) == 1 and "restarted" in notices[0] and "SIGKILL" in notices[0]
+    again = status(url, token)
+    assert again["worker_pid"] not in (None, first["worker_pid"])
+    assert again["published_endpoint"] != first["published_endpoint"]  # new kernels get the new worker

@@ -43,6 +43,7 @@ class TutorInlineProvider implements IInlineCompletionProvider {
   private _serverSettings = ServerConnection.makeSettings();
   private _debouncer = new Debouncer();
   private _errors = new ErrorOnce();
+  private _notices = new ErrorOnce();
   private _running = new Map<string, IRunning>();
   private _current: AbortController | null = null;
   private _counter = 0;
@@ -108,6 +109,12 @@ class TutorInlineProvider implements IInlineCompletionProvider {
             }
             yield { response: { insertText: text, isIncomplete: false, token } };
             return;
+          }
+          if (chunk.notice) {
+            if (this._notices.report(chunk.notice)) {
+              Notification.info(`Tutor: ${chunk.notice}`, { autoClose: 10000 });
+            }
+            continue;
           }
           text = chunk.text ?? text;
           this._errors.ok();

@@ -83,6 +83,7 @@ export interface IChunk {
   text?: string;
   done?: boolean;
   error?: { message: string; kind?: string; status?: number };
+  notice?: string; // e.g. the model worker had died and was restarted: shown once, not inserted
 }
 
 /** Splits a newline-delimited JSON byte stream into objects, whatever the chunk boundaries. */

@@ -172,6 +172,10 @@ class Counters:
     last_prompt_tokens: int = 0  # of the last generation that finished, as the model counted them
 
 
+class Notice(str):
+    """Something the user should hear about once (not completion text): e.g. a restarted worker."""
+
+
 class _Job:
     """One editor's running request: cancelled when a newer one comes, before or after its stream starts."""
 
@@ -240,12 +244,20 @@ class Completer:
                 "requests": c.requests, "completed": c.completed, "superseded": c.superseded,
                 "generations_stopped": c.generations_stopped, "stopped_by_newer": c.stopped_by_newer,
                 "errors": c.errors, "last_prompt_tokens": c.last_prompt_tokens,
+                "worker_pid": self._worker_pid(),
                 "published_endpoint": os.environ.get("TUTOR_ENDPOINT", "") if self.publish_environment else "",
                 "active": len(self._running)}
 
+    def _worker_pid(self) -> int | None:
+        backend = self._backend
+        if isinstance(backend, WorkerBackend) and backend.worker.alive() and backend.worker.process is not None:
+            return backend.worker.process.pid
+        return None
+
     def complete(self, request: CompletionRequest, cancelled: threading.Event) -> Iterator[str]:
-        """Cumulative texts for the editor; runs on a worker thread. A newer request from the same
-        editor, or ``cancelled`` being set (the browser went away), stops the generation itself."""
+        """Cumulative texts for the editor (and, at the end, any :class:`Notice`); runs on a worker thread.
+        A newer request from the same editor, or ``cancelled`` being set (the browser went away), stops
+        the generation itself."""
         self.counters.requests += 1
         job = _Job(request.request_id, cancelled)
         with self._lock:  # first stop the editor's older request: its work would queue before ours
@@ -285,6 +297,8 @@ class Completer:
                     self.counters.stopped_by_newer += 1
             if stream.result is not None:
                 self.counters.last_prompt_tokens = stream.result.prompt_tokens
+                for notice in stream.result.notices:  # e.g. the worker had died and was restarted
+                    yield Notice(notice)
             self.counters.completed += 1
         finally:
             with self._lock:

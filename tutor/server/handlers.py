@@ -3,6 +3,7 @@
 POST /tutor/complete  -> newline-delimited JSON, one object a line:
     {"id": ..., "text": <the whole completion so far>, "done": false}  ... then
     {"id": ..., "text": <final>, "done": true}   or   {"id": ..., "error": {...}, "done": true}
+    and, rarely, {"id": ..., "notice": "the model worker ... has been restarted", "done": false}
 GET  /tutor/status    -> the backend and counters (requests, superseded, generations_stopped...)
 """
 
@@ -17,7 +18,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from .completion import Completer, CompletionRequest, RequestError, error_object
+from .completion import Completer, CompletionRequest, Notice, RequestError, error_object
 
 _DONE = object()
 
@@ -60,7 +61,8 @@ class CompleteHandler(TutorHandler):
         def produce() -> None:
             try:
                 for text in self.completer.complete(request, cancelled):
-                    loop.call_soon_threadsafe(queue.put_nowait, ("text", text))
+                    kind = "notice" if isinstance(text, Notice) else "text"
+                    loop.call_soon_threadsafe(queue.put_nowait, (kind, str(text)))
             except Exception as exc:  # an error object for the frontend, never a broken stream
                 self.completer.counters.errors += 1
                 self.log.warning("tutor inline completion failed: %s", exc)
@@ -81,6 +83,9 @@ class CompleteHandler(TutorHandler):
                     await self.flush()
                     self.finish()
                     return
+                if kind == "notice":
+                    self.write(json.dumps({"id": request.request_id, "notice": value, "done": False}) + "\n")
+                    continue
                 text = value
                 self.write(json.dumps({"id": request.request_id, "text": text, "done": False}) + "\n")
                 await self.flush()
