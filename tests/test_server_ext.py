@@ -51,7 +51,7 @@ def jupyter(tmp_path_factory, tiny_dirs):
     root = tmp_path_factory.mktemp("server")
     proc, url, token = start_jupyter(root, {**base_env(), "TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"])},
                                      tmp_path_factory.mktemp("config"))
-    yield url, token
+    yield url, token, proc.pid
     proc.terminate()
     proc.wait(timeout=30)
 
@@ -74,14 +74,14 @@ def status(url: str, token: str) -> dict:
 
 
 def test_requests_without_the_token_are_refused(jupyter):
-    url, _ = jupyter
+    url, _, _ = jupyter
     assert httpx.post(f"{url}/tutor/complete", json=body(), timeout=10).status_code in (401, 403)
     assert httpx.get(f"{url}/tutor/status", timeout=10).status_code in (401, 403)
     assert httpx.post(f"{url}/tutor/complete", json=body(), headers=auth("wrong"), timeout=10).status_code in (401, 403)
 
 
 def test_a_completion_streams_cumulative_text_and_publishes_the_worker(jupyter):
-    url, token = jupyter
+    url, token, _ = jupyter
     with httpx.stream("POST", f"{url}/tutor/complete", json=body(), headers=auth(token), timeout=120) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("application/x-ndjson")
@@ -96,7 +96,7 @@ def test_a_completion_streams_cumulative_text_and_publishes_the_worker(jupyter):
 
 
 def test_the_prompt_is_built_from_the_other_cells_within_the_budget(jupyter):
-    url, token = jupyter
+    url, token, _ = jupyter
     big = [f"x{i} = {i}" for i in range(300)]
     sizes = {}
     for budget in (64, 1500):  # the tiny model's context is 2048
@@ -109,14 +109,14 @@ def test_the_prompt_is_built_from_the_other_cells_within_the_budget(jupyter):
 
 
 def test_bad_requests_get_a_clear_error_object(jupyter):
-    url, token = jupyter
+    url, token, _ = jupyter
     r = httpx.post(f"{url}/tutor/complete", json={"id": "x"}, headers=auth(token), timeout=10)
     assert r.status_code == 400
     assert r.json()["error"]["kind"] == "invalid_request" and "before" in r.json()["error"]["message"]
 
 
 def test_a_newer_request_from_the_same_editor_stops_the_older_generation(jupyter):
-    url, token = jupyter
+    url, token, _ = jupyter
     long = {"maxTokens": 1024, "maxLines": 200}
     # Random weights stop at a stop token by chance; these prompts run 300 to 500 tokens with the tiny
     # model, long enough for the newer request to come while the older one is generating.
@@ -158,7 +158,7 @@ def test_without_a_model_the_error_says_what_to_set(tmp_path_factory):
 def test_a_killed_worker_is_restarted_and_the_user_is_told_once(jupyter):
     import signal
 
-    url, token = jupyter
+    url, token, _ = jupyter
     httpx.post(f"{url}/tutor/complete", json=body(settings={"maxTokens": 2}), headers=auth(token), timeout=120)
     first = status(url, token)
     assert first["worker_pid"]
@@ -173,3 +173,27 @@ def test_a_killed_worker_is_restarted_and_the_user_is_told_once(jupyter):
     again = status(url, token)
     assert again["worker_pid"] not in (None, first["worker_pid"])
     assert again["published_endpoint"] != first["published_endpoint"]  # new kernels get the new worker
+
+
+def test_kernels_started_after_the_worker_inherit_its_endpoint(jupyter):
+    url, token, server_pid = jupyter
+    httpx.post(f"{url}/tutor/complete", json=body(settings={"maxTokens": 2}), headers=auth(token), timeout=120)
+    published = status(url, token)["published_endpoint"]
+    kernel = httpx.post(f"{url}/api/kernels", json={"name": "python3"}, headers=auth(token), timeout=60).json()
+    try:
+        environ = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not environ:
+            for entry in os.listdir("/proc"):
+                try:
+                    ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+                    cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+                    if ppid == server_pid and kernel["id"].encode() in cmdline:
+                        raw = open(f"/proc/{entry}/environ", "rb").read().split(b"\0")
+                        environ = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+                except (ValueError, IndexError, OSError):
+                    continue
+            time.sleep(0.2)
+        assert environ.get("TUTOR_ENDPOINT") == published and environ.get("TUTOR_TOKEN")
+    finally:
+        httpx.delete(f"{url}/api/kernels/{kernel['id']}", headers=auth(token), timeout=60)
