@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -333,7 +333,3 @@ def error_object(exc: BaseException) -> dict[str, Any]:
     return {"message": f"inline completion failed: {exc.__class__.__name__}: {exc}", "kind": "server_error",
             "status": 500}
 
-
-def cells_in_order(sources: Sequence[str], active: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The cells before and after the active one."""
-    return tuple(sources[:active]), tuple(sources[active + 1:])
