@@ -117,7 +117,8 @@ def test_failing_cell_keeps_its_traceback_and_gets_a_panel(with_model):
     comm_id = panel["data"][WIDGET_MIME]["model_id"]
     state = with_model.widgets[comm_id]
     assert state["kind"] == "error" and state["title"]
-    assert "line 2" in state["title"] and "<code>numbers</code> has 3 items" in state["html"]  # the rule-based diagnosis
+    # the rule-based diagnosis
+    assert "line 2" in state["title"] and "<code>numbers</code> has 3 items" in state["html"]
     assert [b["id"] for b in state["buttons"]] == ["more", "fix"]
     assert "text/plain" in panel["data"]  # readable where widgets are not
 
