@@ -48,10 +48,7 @@ def lab(tmp_path_factory, tiny_dirs):
     (data / "labextensions").mkdir()
     (data / "labextensions" / "tutor-inline-completion").symlink_to(BUILT, target_is_directory=True)
     settings = tmp_path_factory.mktemp("lab-settings")
-    inline = settings / "@jupyterlab" / "completer-extension"
-    inline.mkdir(parents=True)
-    (inline / "inline-completer.jupyterlab-settings").write_text(json.dumps(
-        {"providers": {"tutor-inline-completion": {"enabled": True, "debouncerDelay": 0}}}))
+    # JupyterLab's inline-completer settings are left at their defaults: our provider is on by default.
     ours = settings / "tutor-inline-completion"
     ours.mkdir()
     (ours / "plugin.jupyterlab-settings").write_text(json.dumps({"debounceMs": 100}))
