@@ -197,3 +197,22 @@ def test_kernels_started_after_the_worker_inherit_its_endpoint(jupyter):
         assert environ.get("TUTOR_ENDPOINT") == published and environ.get("TUTOR_TOKEN")
     finally:
         httpx.delete(f"{url}/api/kernels/{kernel['id']}", headers=auth(token), timeout=60)
+
+
+def test_with_an_endpoint_no_worker_starts(tmp_path_factory, server, tiny_dirs):
+    endpoint, served_token = server  # a shared `tutor serve` with the tiny models
+    root = tmp_path_factory.mktemp("remote")
+    env = {**base_env(), "TUTOR_ENDPOINT": endpoint, "TUTOR_TOKEN": served_token,
+           "TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"])}  # the served name, and a local tokenizer
+    proc, url, token = start_jupyter(root, env, tmp_path_factory.mktemp("config"))
+    try:
+        r = httpx.post(f"{url}/tutor/complete", json=body(settings={"maxTokens": 4}), headers=auth(token), timeout=60)
+        last = json.loads(r.text.splitlines()[-1])
+        assert last["done"] is True and "error" not in last
+        s = status(url, token)
+        assert s["backend"].startswith("OpenAI-compatible server at " + endpoint)
+        assert s["worker_pid"] is None and s["last_prompt_tokens"] > 0
+        assert s["published_endpoint"] == endpoint  # left as the teacher set it
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
