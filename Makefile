@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # on a CUDA machine use e.g.  make lab TORCH="torch --index-url https://download.pytorch.org/whl/cu126"
 TORCH ?= torch==2.13.0
 
-.PHONY: lab test lint bench-cpu clean chromium
+.PHONY: lab test lint bench-cpu bench-inline clean chromium labextension test-frontend
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,26 @@ $(VENV)/.torch: | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
 	touch $@
 
-lab: $(VENV)/.torch
+# The JupyterLab extension (TypeScript in labextension/) is built by npm and @jupyterlab/builder into
+# tutor/labextension, which the install then copies to share/jupyter/labextensions. It is an explicit
+# step (not a hatch build hook) so that pip never needs node; without npm it is skipped with a note.
+LABEXT_SRC := $(wildcard labextension/src/*.ts) labextension/schema/plugin.json labextension/package.json labextension/build.js
+
+labextension: tutor/labextension/package.json
+
+labextension/node_modules/.package-lock.json: labextension/package-lock.json
+	cd labextension && npm ci --no-audit --no-fund --loglevel=error
+
+tutor/labextension/package.json: $(LABEXT_SRC) | $(BIN)/python
+	@command -v npm >/dev/null || { echo "note: no npm: the JupyterLab extension is not built (inline completion off)"; exit 0; } ; \
+	$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install -q "jupyterlab>=4.3"; \
+	$(MAKE) --no-print-directory labextension/node_modules/.package-lock.json && \
+	cd labextension && PYTHON=$(abspath $(BIN))/python npm run --silent build >/dev/null
+
+test-frontend: labextension/node_modules/.package-lock.json
+	cd labextension && npm test --silent >/dev/null && echo "frontend unit tests passed"
+
+lab: $(VENV)/.torch labextension
 	$(BIN)/python -m pip install -q -e ".[lab]"
 	$(BIN)/jupyter lab --notebook-dir=. notebooks/getting-started.ipynb
 
@@ -27,9 +46,10 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "note: no chromium (apt-get install chromium); the browser tests will be skipped"
 
-test: $(VENV)/.torch chromium
+test: $(VENV)/.torch chromium labextension
 	$(BIN)/python -m pip install -q -e ".[test]"
 	$(BIN)/ruff check tutor tests benchmarks
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory test-frontend; fi
 	$(BIN)/python -m pytest
 
 lint:
@@ -39,5 +59,9 @@ bench-cpu: $(VENV)/.torch
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/bench_engine.py --shapes 2b --device cpu --prompt 512 --new 32
 
+bench-inline: $(VENV)/.torch
+	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python benchmarks/bench_inline.py
+
 clean:
-	rm -rf $(VENV) .bench .pytest_cache
+	rm -rf $(VENV) .bench .pytest_cache tutor/labextension labextension/node_modules labextension/lib

@@ -17,7 +17,7 @@ Formats (from the CodeGemma model card and report):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -154,3 +154,76 @@ def chat_prompt(tokenizer: Tokenizer, messages: Sequence[Mapping[str, str]]) -> 
 
 def chat_stop_ids(tokenizer: Tokenizer) -> list[int]:
     return [tokenizer.special[END_OF_TURN], tokenizer.special[EOS]]
+
+
+@dataclass(frozen=True)
+class FimContext:
+    """What fits a token budget: the text around the cursor and the context files, in their order."""
+
+    prefix: str
+    suffix: str
+    files: tuple[ContextFile, ...]
+
+
+def approximate_tokens(text: str) -> int:
+    """A token count without a tokenizer (a remote model): about 3 characters per token for code."""
+    return (len(text) + 2) // 3
+
+
+def fit_fim_budget(count: Callable[[str], int], prefix: str, suffix: str, files: Sequence[ContextFile] = (),
+                   *, budget: int, near: int | None = None, suffix_share: float = 0.25, per_file: int = 1
+                   ) -> FimContext:
+    """Trim a fill-in-the-middle prompt's text to about ``budget`` tokens, keeping what is near the cursor.
+
+    The text right before the cursor matters most, then the text right after it, then the context
+    files nearest to the current one. ``count`` counts the tokens of a text (``len(tokenizer.encode(t))``
+    or :func:`approximate_tokens`). The suffix gets at most ``suffix_share`` of the budget unless the
+    prefix leaves more; the prefix keeps its last lines and the suffix its first ones, cut at line
+    boundaries (the cursor's own line is cut by characters only when it alone is over budget).
+    ``files`` are in document order and ``near`` is the index where the current file sits among them
+    (default: after them all); files are kept by distance from it, and dropped, never cut, when they
+    do not fit; each costs its path and content plus ``per_file`` (its separator). Returns the pieces
+    that fit, files still in their order.
+    """
+    budget = max(budget, 1)
+    suffix_cap = int(budget * suffix_share)
+    kept_suffix, used_suffix = _keep_lines(count, suffix, suffix_cap, from_end=False)
+    kept_prefix, used_prefix = _keep_lines(count, prefix, budget - used_suffix, from_end=True)
+    if kept_prefix == prefix and kept_suffix != suffix:  # the prefix left room: give it to the suffix
+        kept_suffix, used_suffix = _keep_lines(count, suffix, budget - used_prefix, from_end=False)
+    left = budget - used_prefix - used_suffix
+    near = len(files) if near is None else near
+    order = sorted(range(len(files)), key=lambda i: (abs(i - near + 0.5), i))
+    keep = set()
+    for i in order:
+        cost = count(f"{files[i].path}\n{files[i].content}" if files[i].path else files[i].content) + per_file
+        if cost <= left:
+            keep.add(i)
+            left -= cost
+    return FimContext(kept_prefix, kept_suffix, tuple(f for i, f in enumerate(files) if i in keep))
+
+
+def _keep_lines(count: Callable[[str], int], text: str, budget: int, *, from_end: bool) -> tuple[str, int]:
+    """The lines of ``text`` nearest to the cursor (its end, or its start) that fit ``budget``; and their cost."""
+    if not text or budget <= 0:
+        return "", 0
+    if count(text) <= budget:
+        return text, count(text)
+    lines = text.splitlines(keepends=True)
+    if from_end:
+        lines.reverse()
+    kept: list[str] = []
+    used = 0
+    for line in lines:
+        cost = count(line)
+        if used + cost > budget:
+            if not kept:  # the cursor's own line alone is too long: keep the characters nearest the cursor
+                chars = max(1, len(line) * budget // max(cost, 1))
+                piece = line[-chars:] if from_end else line[:chars]
+                return piece, count(piece)
+            break
+        kept.append(line)
+        used += cost
+    if from_end:
+        kept.reverse()
+    return "".join(kept), used

@@ -1,0 +1,218 @@
+"""The server extension in a real `jupyter server`, with the tiny model in the embedded worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_jupyter(root, env: dict[str, str], config_dir) -> tuple[subprocess.Popen, str, str]:
+    port, token = free_port(), secrets.token_hex(16)
+    log = open(root / "jupyter.log", "w")  # noqa: SIM115 - the process owns it
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}",
+                             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                             f"--ServerApp.root_dir={root}", "--allow-root",
+                             "--ServerApp.jpserver_extensions={'tutor.server': True}"],
+                            env={**env, "JUPYTER_CONFIG_DIR": str(config_dir)}, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/api/status", params={"token": token}, timeout=2).status_code == 200:
+                return proc, url, token
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"jupyter server did not start: {(root / 'jupyter.log').read_text()[-2000:]}")
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
+    return {**env, "TUTOR_DEVICE": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def jupyter(tmp_path_factory, tiny_dirs):
+    root = tmp_path_factory.mktemp("server")
+    proc, url, token = start_jupyter(root, {**base_env(), "TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"])},
+                                     tmp_path_factory.mktemp("config"))
+    yield url, token, proc.pid
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def body(**kw):
+    return {"id": "r1", "path": "nb.ipynb", "cellId": "c1", "before": "def add(a, b):\n    return ", "after": "",
+            "cellsBefore": ["import math"], "cellsAfter": ["print(add(1, 2))"], "language": "python", **kw}
+
+
+def chunks(response: httpx.Response) -> list[dict]:
+    return [json.loads(line) for line in response.iter_lines() if line.strip()]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"token {token}"}
+
+
+def status(url: str, token: str) -> dict:
+    return httpx.get(f"{url}/tutor/status", headers=auth(token), timeout=10).json()
+
+
+def test_requests_without_the_token_are_refused(jupyter):
+    url, _, _ = jupyter
+    assert httpx.post(f"{url}/tutor/complete", json=body(), timeout=10).status_code in (401, 403)
+    assert httpx.get(f"{url}/tutor/status", timeout=10).status_code in (401, 403)
+    assert httpx.post(f"{url}/tutor/complete", json=body(), headers=auth("wrong"), timeout=10).status_code in (401, 403)
+
+
+def test_a_completion_streams_cumulative_text_and_publishes_the_worker(jupyter):
+    url, token, _ = jupyter
+    with httpx.stream("POST", f"{url}/tutor/complete", json=body(), headers=auth(token), timeout=120) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("application/x-ndjson")
+        got = chunks(r)
+    assert got and got[-1]["done"] is True and all(c["id"] == "r1" for c in got)
+    assert all(not c["done"] for c in got[:-1]) and got[-1]["text"] == (got[-2]["text"] if len(got) > 1 else "")
+    assert "\n" not in got[-1]["text"] or got[-1]["text"].count("\n") < 8  # max lines (default 8)
+    s = status(url, token)
+    assert s["requests"] >= 1 and s["completed"] >= 1 and s["errors"] == 0
+    assert "running at http://127.0.0.1" in s["backend"]
+    assert s["published_endpoint"].startswith("http://127.0.0.1")  # kernels started from now on inherit it
+
+
+def test_the_prompt_is_built_from_the_other_cells_within_the_budget(jupyter):
+    url, token, _ = jupyter
+    big = [f"x{i} = {i}" for i in range(300)]
+    sizes = {}
+    for budget in (64, 1500):  # the tiny model's context is 2048
+        settings = {"contextBudget": budget, "maxTokens": 1}
+        r = httpx.post(f"{url}/tutor/complete", json=body(settings=settings, cellsBefore=big),
+                       headers=auth(token), timeout=120)
+        assert r.status_code == 200
+        sizes[budget] = status(url, token)["last_prompt_tokens"]
+    assert 0 < sizes[64] <= 64 < sizes[1500] <= 1500
+
+
+def test_bad_requests_get_a_clear_error_object(jupyter):
+    url, token, _ = jupyter
+    r = httpx.post(f"{url}/tutor/complete", json={"id": "x"}, headers=auth(token), timeout=10)
+    assert r.status_code == 400
+    assert r.json()["error"]["kind"] == "invalid_request" and "before" in r.json()["error"]["message"]
+
+
+def test_a_newer_request_from_the_same_editor_stops_the_older_generation(jupyter):
+    url, token, _ = jupyter
+    long = {"maxTokens": 1024, "maxLines": 200}
+    # Random weights stop at a stop token by chance; these prompts run 300 to 500 tokens with the tiny
+    # model, long enough for the newer request to come while the older one is generating.
+    for before_cursor in ("v142 = 142\n", "v125 = 125\n", "v82 = 82\n"):
+        before = status(url, token)
+        first = body(id="old", before=before_cursor, after="", settings=long)
+        with httpx.Client(headers=auth(token), timeout=120) as client:
+            with client.stream("POST", f"{url}/tutor/complete", json=first) as old:
+                lines = old.iter_lines()
+                assert json.loads(next(lines))["done"] is False  # the old one is generating
+                new = client.post(f"{url}/tutor/complete", json=body(id="new", settings={"maxTokens": 4}))
+                assert new.status_code == 200 and json.loads(new.text.splitlines()[-1])["done"] is True
+                rest = [json.loads(line) for line in lines if line.strip()]
+        assert rest[-1]["done"] is True and rest[-1]["id"] == "old"
+        after = status(url, token)
+        if after["superseded"] == before["superseded"]:
+            continue  # the old one had finished before the new one came: try a longer one
+        assert after["superseded"] == before["superseded"] + 1
+        assert after["stopped_by_newer"] == before["stopped_by_newer"] + 1  # really stopped, not just ignored
+        assert after["active"] == 0
+        return
+    pytest.fail("every older completion finished before the newer request came")
+
+
+def test_without_a_model_the_error_says_what_to_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nomodel")
+    proc, url, token = start_jupyter(root, base_env(), tmp_path_factory.mktemp("config"))
+    try:
+        r = httpx.post(f"{url}/tutor/complete", json=body(), headers=auth(token), timeout=30)
+        last = json.loads(r.text.splitlines()[-1])
+        assert last["done"] is True and last["error"]["kind"] == "not_configured"
+        assert "TUTOR_COMPLETION_MODEL" in last["error"]["message"]
+        assert status(url, token)["configured"] is False
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_killed_worker_is_restarted_and_the_user_is_told_once(jupyter):
+    import signal
+
+    url, token, _ = jupyter
+    httpx.post(f"{url}/tutor/complete", json=body(settings={"maxTokens": 2}), headers=auth(token), timeout=120)
+    first = status(url, token)
+    assert first["worker_pid"]
+    os.kill(first["worker_pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    r = httpx.post(f"{url}/tutor/complete", json=body(id="after", settings={"maxTokens": 2}), headers=auth(token),
+                   timeout=120)
+    got = [json.loads(line) for line in r.text.splitlines() if line.strip()]
+    assert got[-1]["done"] is True and "error" not in got[-1]  # the completion still came
+    notices = [c["notice"] for c in got if "notice" in c]
+    assert len(notices) == 1 and "restarted" in notices[0] and "SIGKILL" in notices[0]
+    again = status(url, token)
+    assert again["worker_pid"] not in (None, first["worker_pid"])
+    assert again["published_endpoint"] != first["published_endpoint"]  # new kernels get the new worker
+
+
+def test_kernels_started_after_the_worker_inherit_its_endpoint(jupyter):
+    url, token, server_pid = jupyter
+    httpx.post(f"{url}/tutor/complete", json=body(settings={"maxTokens": 2}), headers=auth(token), timeout=120)
+    published = status(url, token)["published_endpoint"]
+    kernel = httpx.post(f"{url}/api/kernels", json={"name": "python3"}, headers=auth(token), timeout=60).json()
+    try:
+        environ = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not environ:
+            for entry in os.listdir("/proc"):
+                try:
+                    ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+                    cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+                    if ppid == server_pid and kernel["id"].encode() in cmdline:
+                        raw = open(f"/proc/{entry}/environ", "rb").read().split(b"\0")
+                        environ = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+                except (ValueError, IndexError, OSError):
+                    continue
+            time.sleep(0.2)
+        assert environ.get("TUTOR_ENDPOINT") == published and environ.get("TUTOR_TOKEN")
+    finally:
+        httpx.delete(f"{url}/api/kernels/{kernel['id']}", headers=auth(token), timeout=60)
+
+
+def test_with_an_endpoint_no_worker_starts(tmp_path_factory, server, tiny_dirs):
+    endpoint, served_token = server  # a shared `tutor serve` with the tiny models
+    root = tmp_path_factory.mktemp("remote")
+    env = {**base_env(), "TUTOR_ENDPOINT": endpoint, "TUTOR_TOKEN": served_token,
+           "TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"])}  # the served name, and a local tokenizer
+    proc, url, token = start_jupyter(root, env, tmp_path_factory.mktemp("config"))
+    try:
+        r = httpx.post(f"{url}/tutor/complete", json=body(settings={"maxTokens": 4}), headers=auth(token), timeout=60)
+        last = json.loads(r.text.splitlines()[-1])
+        assert last["done"] is True and "error" not in last
+        s = status(url, token)
+        assert s["backend"].startswith("OpenAI-compatible server at " + endpoint)
+        assert s["worker_pid"] is None and s["last_prompt_tokens"] > 0
+        assert s["published_endpoint"] == endpoint  # left as the teacher set it
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
