@@ -119,6 +119,18 @@ def test_a_failing_cell_gets_the_tutor_panel_and_its_buttons_work(lab):
             expect(panel.locator(".tutor-status")).to_contain_text("No fix is shown", timeout=120_000)
             page.screenshot(path=str(OUTPUT / "after-fix.png"))
             assert page.locator(".jp-Cell").nth(1).locator(".cm-content").inner_text().startswith("scores = [90, 85]")
+
+            # "Insert below" on a checked fix: the panel's event, answered by the tutor's lab extension.
+            handled = panel.evaluate("""el => {
+                const event = new CustomEvent("tutor:insert-cell",
+                    {detail: {code: "print(scores[1])"}, bubbles: true, cancelable: true});
+                el.dispatchEvent(event);
+                return event.defaultPrevented;
+            }""")
+            assert handled
+            expect(page.locator(".jp-Cell")).to_have_count(3)
+            assert page.locator(".jp-Cell").nth(2).locator(".cm-content").inner_text() == "print(scores[1])"
+            assert page.locator(".jp-Cell").nth(1).locator(".cm-content").inner_text().startswith("scores = [90, 85]")
         except Exception:
             page.screenshot(path=str(OUTPUT / "failure.png"))
             raise

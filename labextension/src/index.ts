@@ -12,7 +12,7 @@ import {
   IInlineCompletionProvider
 } from '@jupyterlab/completer';
 import { URLExt } from '@jupyterlab/coreutils';
-import { NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
@@ -202,4 +202,38 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+/**
+ * The tutor's panels (anywidgets in cell outputs) ask for a checked fix to be put in a new cell
+ * with a DOM event; this inserts it below the cell whose output holds the panel, leaving that
+ * cell untouched, and tells the panel it was handled (preventDefault), else it copies instead.
+ */
+const insertCellPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'tutor-inline-completion:insert-cell',
+  description: 'Puts code from a tutor panel into a new cell below the cell the panel belongs to.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker) => {
+    document.addEventListener('tutor:insert-cell', event => {
+      const detail = (event as CustomEvent<{ code?: unknown }>).detail;
+      const target = event.target as Node | null;
+      if (!target || typeof detail?.code !== 'string') {
+        return;
+      }
+      const panel = tracker.find(p => p.node.contains(target));
+      if (!panel) {
+        return;
+      }
+      const notebook = panel.content;
+      const index = notebook.widgets.findIndex(cell => cell.node.contains(target));
+      if (index < 0) {
+        return;
+      }
+      notebook.activeCellIndex = index;
+      NotebookActions.insertBelow(notebook);
+      notebook.activeCell?.model.sharedModel.setSource(detail.code);
+      event.preventDefault();
+    });
+  }
+};
+
+export default [plugin, insertCellPlugin];
