@@ -9,7 +9,7 @@
 from .checkpoint import Checkpoint, hub_cache_dir, inspect_checkpoint, resolve_source
 from .codegemma import CodeGemma, default_device, load
 from .config import ModelConfig
-from .errors import CheckpointError, PromptError, TokenizerError, TutorError
+from .errors import CheckpointError, PromptError, SettingError, TokenizerError, TutorError
 from .generation import GenerationResult, GenerationStream, SamplingParams
 from .tokenizer import StreamDecoder, Tokenizer
 
@@ -22,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "PromptError",
     "SamplingParams",
+    "SettingError",
     "StreamDecoder",
     "Tokenizer",
     "TokenizerError",

@@ -14,6 +14,7 @@ from .config import ModelConfig, dtype_from_name
 from .errors import CheckpointError, PromptError
 from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings, sample
 from .model import Transformer
+from .quant import Int8Embedding, Int8Linear, check_mode, quantize_int8, quantize_modules
 from .tokenizer import END_OF_TURN, EOS, StreamDecoder, Tokenizer
 
 # Caches are sized to the request, rounded up so nearby sizes share one shape.
@@ -180,15 +181,22 @@ class CodeGemma:
 
 
 def load(source: str | os.PathLike[str], *, device: str | torch.device | None = None,
-         dtype: str | torch.dtype | None = None) -> CodeGemma:
+         dtype: str | torch.dtype | None = None, quantize: str | None = None) -> CodeGemma:
     """Load a CodeGemma checkpoint from a folder or the local Hugging Face cache.
 
     ``source`` is a folder (config.json, *.safetensors, tokenizer.model) or a hub name such as
     ``google/codegemma-2b`` found in the local cache; nothing is downloaded. ``device`` defaults
     to TUTOR_DEVICE, else CUDA when present, else CPU; ``dtype`` to the checkpoint's own.
+    ``quantize="int8"`` stores every matmul weight (and the tied embedding / output head) as int8
+    with per-channel scales, for faster CPU decoding; ``"none"`` turns it off; the default reads
+    TUTOR_QUANTIZE, else none.
     The whole folder is checked before any weight is read, so a bad folder raises
     :class:`CheckpointError` and leaves nothing half-built.
     """
+    if quantize is None:  # the one place the environment variable is read
+        mode = check_mode(os.environ.get("TUTOR_QUANTIZE"), "TUTOR_QUANTIZE")
+    else:
+        mode = check_mode(quantize)
     folder = resolve_source(source)
     checkpoint = inspect_checkpoint(folder)
     tokenizer = Tokenizer(checkpoint.tokenizer_path)
@@ -204,11 +212,21 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
 
     with torch.device("meta"):
         model = Transformer(checkpoint.config)
+        if mode == "int8":
+            quantize_modules(model, target_dtype)
+    quantized = {n + ".weight" for n, m in model.named_modules() if isinstance(m, (Int8Linear, Int8Embedding))}
     # Parameters are filled from the memory-mapped files one tensor at a time: a tensor that is
-    # already in the right dtype on the CPU is used in place, without a copy.
+    # already in the right dtype on the CPU is used in place, without a copy. Quantized ones are
+    # converted one at a time too, so the full-precision weights are never all in memory.
     state = {}
     for name, tensor in iter_tensors(checkpoint):
-        state[name] = tensor.to(device=target_device, dtype=target_dtype)
+        if name in quantized:
+            q, scales = quantize_int8(tensor.to(device=target_device))
+            state[name], state[name.removesuffix("weight") + "scales"] = q, scales.to(target_dtype)
+        elif quantized:  # a copy of the (small) rest, so that no mapping of the bf16 files stays alive
+            state[name] = tensor.to(device=target_device, dtype=target_dtype, copy=True)
+        else:
+            state[name] = tensor.to(device=target_device, dtype=target_dtype)
     model.load_state_dict(state, strict=True, assign=True)
     del state
     model.prepare()  # buffers made on the meta device hold no data yet
