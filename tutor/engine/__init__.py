@@ -11,12 +11,14 @@ from .codegemma import CodeGemma, default_device, load
 from .config import ModelConfig
 from .errors import CheckpointError, PromptError, SettingError, TokenizerError, TutorError
 from .generation import GenerationResult, GenerationStream, SamplingParams
+from .session import CompletionSession
 from .tokenizer import StreamDecoder, Tokenizer
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CodeGemma",
+    "CompletionSession",
     "GenerationResult",
     "GenerationStream",
     "ModelConfig",
