@@ -9,8 +9,9 @@ process so that peak memory is its own. Timings are medians of --repeats runs af
     python benchmarks/bench_engine.py --shapes 2b 7b --device cuda --prompt 1024 --new 128 --static
 
 Method, the same for every engine: T1 = time of generate(max_new_tokens=1) (prefill plus one
-token), TN = time of generate(max_new_tokens=N) with stopping disabled;
-prefill tok/s = prompt / T1, decode tok/s = (N - 1) / (TN - T1).
+token), prefill tok/s = prompt / T1; decode tok/s = 1 / the median time between two decode
+steps (forward passes of one token) over --repeats runs of generate(max_new_tokens=N) with
+stopping disabled. Per-step timing keeps a burst of load from other processes out of the result.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def worker(engine: str, folder: Path, device: str, prompt_len: int, new: int, re
 
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(4, 1000, (1, prompt_len), generator=gen)
+    stamps: list[float] = []  # end of each forward pass
     base_rss = peak_rss_gib()
     start = time.perf_counter()
     if engine in ("tutor", "tutor-int8"):
@@ -82,6 +84,15 @@ def worker(engine: str, folder: Path, device: str, prompt_len: int, new: int, re
         ids = prompt[0].tolist()
         read_bytes = weight_bytes(model.model)
 
+        step = model.model.decode_step
+
+        def timed_step(*a, **k):
+            out = step(*a, **k)
+            stamps.append(time.perf_counter())
+            return out
+
+        model.model.decode_step = timed_step
+
         def run(n: int) -> None:
             model.generate(ids, max_new_tokens=n, stop_token_ids=[])
     else:
@@ -91,6 +102,7 @@ def worker(engine: str, folder: Path, device: str, prompt_len: int, new: int, re
         ids = prompt.to(device)
         read_bytes = sum(p.numel() * p.element_size() for p in model.parameters())  # the head is tied
         extra = {"cache_implementation": "static"} if engine == "transformers-static" else {}
+        model.register_forward_hook(lambda *_: stamps.append(time.perf_counter()))  # prefill, then one per token
 
         def run(n: int) -> None:
             with torch.inference_mode():
@@ -103,13 +115,18 @@ def worker(engine: str, folder: Path, device: str, prompt_len: int, new: int, re
         torch.cuda.reset_peak_memory_stats()
     run(new)  # warm-up: allocator, kernels, any compilation
     t1 = _timed(lambda: run(1), device, repeats)
-    tn = _timed(lambda: run(new), device, repeats)
+    steps = []
+    for _ in range(repeats):
+        stamps.clear()
+        run(new)
+        decode = stamps[-(new - 1):]  # the N - 1 one-token passes (tutor feeds back all but the last token)
+        steps += [b - a for a, b in zip(decode, decode[1:], strict=False)]
     result = {
         "engine": engine,
         "load_s": load_s,
         "prefill_ms": t1 * 1e3,
         "prefill_tok_s": prompt_len / t1,
-        "decode_tok_s": (new - 1) / (tn - t1),
+        "decode_tok_s": 1 / statistics.median(steps),
         "rss_before_gib": base_rss,
         "rss_peak_load_gib": load_rss,
         "rss_peak_gib": peak_rss_gib(),
