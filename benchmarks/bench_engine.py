@@ -5,11 +5,13 @@ Both read the same random-weight checkpoint at the real CodeGemma shapes (writte
 process so that peak memory is its own. Timings are medians of --repeats runs after a warm-up.
 
     python benchmarks/bench_engine.py --shapes 2b --device cpu --prompt 512 --new 32
+    python benchmarks/bench_engine.py --shapes 2b --device cpu --engines tutor-int8 transformers
     python benchmarks/bench_engine.py --shapes 2b 7b --device cuda --prompt 1024 --new 128 --static
 
 Method, the same for every engine: T1 = time of generate(max_new_tokens=1) (prefill plus one
-token), TN = time of generate(max_new_tokens=N) with stopping disabled;
-prefill tok/s = prompt / T1, decode tok/s = (N - 1) / (TN - T1).
+token), prefill tok/s = prompt / T1; decode tok/s = 1 / the median time between two decode
+steps (forward passes of one token) over --repeats runs of generate(max_new_tokens=N) with
+stopping disabled. Per-step timing keeps a burst of load from other processes out of the result.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ENGINES = ("tutor", "transformers")
+ENGINES = ("tutor", "tutor-int8", "transformers")
 
 
 def peak_rss_gib() -> float:
@@ -71,13 +73,25 @@ def worker(engine: str, folder: Path, device: str, prompt_len: int, new: int, re
 
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(4, 1000, (1, prompt_len), generator=gen)
+    stamps: list[float] = []  # end of each forward pass
     base_rss = peak_rss_gib()
     start = time.perf_counter()
-    if engine == "tutor":
+    if engine in ("tutor", "tutor-int8"):
         from tutor.engine import load
+        from tutor.engine.quant import weight_bytes
 
-        model = load(folder, device=device, dtype="bfloat16")
+        model = load(folder, device=device, dtype="bfloat16", quantize="int8" if engine == "tutor-int8" else "none")
         ids = prompt[0].tolist()
+        read_bytes = weight_bytes(model.model)
+
+        step = model.model.decode_step
+
+        def timed_step(*a, **k):
+            out = step(*a, **k)
+            stamps.append(time.perf_counter())
+            return out
+
+        model.model.decode_step = timed_step
 
         def run(n: int) -> None:
             model.generate(ids, max_new_tokens=n, stop_token_ids=[])
@@ -86,7 +100,9 @@ def worker(engine: str, folder: Path, device: str, prompt_len: int, new: int, re
 
         model = GemmaForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).to(device).eval()
         ids = prompt.to(device)
+        read_bytes = sum(p.numel() * p.element_size() for p in model.parameters())  # the head is tied
         extra = {"cache_implementation": "static"} if engine == "transformers-static" else {}
+        model.register_forward_hook(lambda *_: stamps.append(time.perf_counter()))  # prefill, then one per token
 
         def run(n: int) -> None:
             with torch.inference_mode():
@@ -99,16 +115,22 @@ def worker(engine: str, folder: Path, device: str, prompt_len: int, new: int, re
         torch.cuda.reset_peak_memory_stats()
     run(new)  # warm-up: allocator, kernels, any compilation
     t1 = _timed(lambda: run(1), device, repeats)
-    tn = _timed(lambda: run(new), device, repeats)
+    steps = []
+    for _ in range(repeats):
+        stamps.clear()
+        run(new)
+        decode = stamps[-(new - 1):]  # the N - 1 one-token passes (tutor feeds back all but the last token)
+        steps += [b - a for a, b in zip(decode, decode[1:], strict=False)]
     result = {
         "engine": engine,
         "load_s": load_s,
         "prefill_ms": t1 * 1e3,
         "prefill_tok_s": prompt_len / t1,
-        "decode_tok_s": (new - 1) / (tn - t1),
+        "decode_tok_s": 1 / statistics.median(steps),
         "rss_before_gib": base_rss,
         "rss_peak_load_gib": load_rss,
         "rss_peak_gib": peak_rss_gib(),
+        "read_gib": read_bytes / 2**30,
     }
     if device.startswith("cuda"):
         result["gpu_peak_load_gib"] = load_gpu
@@ -126,6 +148,7 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--static", action="store_true", help="also run transformers with its static cache")
+    ap.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="default: all")
     ap.add_argument("--workdir", type=Path, default=ROOT / ".bench")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--worker", choices=[*ENGINES, "transformers-static"], help=argparse.SUPPRESS)
@@ -136,11 +159,10 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.folder, args.device, args.prompt, args.new, args.repeats)))
         return
 
-    engines = [*ENGINES, *(["transformers-static"] if args.static else [])]
+    engines = [*args.engines, *(["transformers-static"] if args.static else [])]
     rows = []
     for shape in args.shapes:
         folder = ensure_checkpoint(args.workdir, shape)
-        weights_gib = sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 2**30
         for engine in engines:
             cmd = [sys.executable, __file__, "--worker", engine, "--folder", str(folder), "--device", args.device,
                    "--prompt", str(args.prompt), "--new", str(args.new), "--repeats", str(args.repeats)]
@@ -151,7 +173,7 @@ def main() -> None:
                 rows.append({"shape": shape, "engine": engine, "error": done.stderr.strip().splitlines()[-1:]})
                 continue
             row = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append({"shape": shape, "weights_gib": weights_gib, **row})
+            rows.append({"shape": shape, **row})
     print_table(rows, args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
@@ -165,7 +187,7 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
           f"torch {torch.__version__}")
     mem = "GPU peak GiB (load / run)" if args.device.startswith("cuda") else "peak RSS GiB (load / run)"
     print(f"| shape | engine | prefill ms | prefill tok/s | decode tok/s | decode vs transformers | "
-          f"load s | {mem} | weights GiB |")
+          f"load s | {mem} | weights read per token GiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
@@ -179,7 +201,7 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         else:
             memory = f"{r['rss_peak_load_gib']:.2f} / {r['rss_peak_gib']:.2f}"
         print(f"| {r['shape']} | {r['engine']} | {r['prefill_ms']:.1f} | {r['prefill_tok_s']:.0f} | "
-              f"{r['decode_tok_s']:.2f} | {ratio} | {r['load_s']:.1f} | {memory} | {r['weights_gib']:.2f} |")
+              f"{r['decode_tok_s']:.2f} | {ratio} | {r['load_s']:.1f} | {memory} | {r['read_gib']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -43,6 +44,16 @@ def test_prefix_file(tmp_path, tiny_2b_dir):
     src.write_text("import math\n\ndef area(r):\n    return ")
     done = tutor("complete", "--model", str(tiny_2b_dir), "--prefix-file", str(src), "--max-new-tokens", "4")
     assert done.returncode == 0, done.stderr
+
+
+def test_quantize_option_and_variable(tiny_2b_dir):
+    done = tutor("complete", "--model", str(tiny_2b_dir), "--prefix", "x = ", "--max-new-tokens", "4",
+                 "--quantize", "int8")
+    assert done.returncode == 0, done.stderr
+    bad = subprocess.run([sys.executable, "-m", "tutor.cli", "complete", "--model", str(tiny_2b_dir), "--prefix", "x"],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "TUTOR_QUANTIZE": "int4"})
+    assert bad.returncode == 2
+    assert bad.stderr == "tutor: error: unknown TUTOR_QUANTIZE value 'int4': use one of int8, none.\n"
 
 
 @pytest.mark.parametrize("args,message", [

@@ -22,7 +22,7 @@ def _read_text(value: str | None, file: str | None, what: str) -> str:
 def _load(args: argparse.Namespace):
     from .engine import load
 
-    return load(args.model, device=args.device, dtype=args.dtype)
+    return load(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
 
 
 def _print_stream(stream) -> None:
@@ -92,6 +92,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model folder, or a hub name found in the local Hugging Face cache")
     p.add_argument("--device", help="cpu, cuda, cuda:1... (default: TUTOR_DEVICE, else CUDA if present)")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: the checkpoint's")
+    p.add_argument("--quantize", choices=["int8", "none"],
+                   help="int8 weights for faster CPU decoding (default: TUTOR_QUANTIZE, else none)")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
     p.add_argument("--seed", type=int, default=None)

@@ -9,19 +9,22 @@
 from .checkpoint import Checkpoint, hub_cache_dir, inspect_checkpoint, resolve_source
 from .codegemma import CodeGemma, default_device, load
 from .config import ModelConfig
-from .errors import CheckpointError, PromptError, TokenizerError, TutorError
+from .errors import CheckpointError, PromptError, SettingError, TokenizerError, TutorError
 from .generation import GenerationResult, GenerationStream, SamplingParams
+from .session import CompletionSession
 from .tokenizer import StreamDecoder, Tokenizer
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CodeGemma",
+    "CompletionSession",
     "GenerationResult",
     "GenerationStream",
     "ModelConfig",
     "PromptError",
     "SamplingParams",
+    "SettingError",
     "StreamDecoder",
     "Tokenizer",
     "TokenizerError",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -13,7 +14,8 @@ from .checkpoint import Checkpoint, inspect_checkpoint, iter_tensors, resolve_so
 from .config import ModelConfig, dtype_from_name
 from .errors import CheckpointError, PromptError
 from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings, sample
-from .model import Transformer
+from .model import KVCache, Transformer
+from .quant import Int8Embedding, Int8Linear, check_mode, quantize_int8, quantize_modules
 from .tokenizer import END_OF_TURN, EOS, StreamDecoder, Tokenizer
 
 # Caches are sized to the request, rounded up so nearby sizes share one shape.
@@ -26,6 +28,18 @@ def default_device() -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class Request:
+    """A checked generate() call. ``max_new_tokens`` is already capped at the context's end."""
+
+    prompt: list[int]
+    max_new_tokens: int
+    params: SamplingParams
+    stop_ids: set[int]
+    stop_strings: tuple[str, ...]
+    cancel: threading.Event
 
 
 class CodeGemma:
@@ -108,6 +122,17 @@ class CodeGemma:
         text pieces. ``cancel`` (an Event set from any thread) stops generation early; the stop
         tokens default to :meth:`default_stop_ids`; the text never includes a stop string.
         """
+        request = self._request(prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                top_p=top_p, seed=seed, stop_token_ids=stop_token_ids, stop_strings=stop_strings,
+                                cancel=cancel)
+        streamed = GenerationStream(self._pieces(request), request.cancel)
+        return streamed if stream else streamed.run()
+
+    def _request(self, prompt_ids: Sequence[int], *, max_new_tokens: int = 256, temperature: float | None = 0.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 stop_token_ids: Iterable[int] | None = None, stop_strings: Sequence[str] = (),
+                 cancel: threading.Event | None = None) -> Request:
+        """Check the arguments of :meth:`generate` and bundle them; raises PromptError or ValueError."""
         prompt = [int(i) for i in prompt_ids]
         if not prompt:
             raise PromptError("the prompt is empty; give at least one token (usually <bos>).")
@@ -119,38 +144,52 @@ class CodeGemma:
                 f"the prompt has {len(prompt)} tokens, which fills the model's context of "
                 f"{self.context_length}; nothing can be generated. Shorten the prompt."
             )
-        params = SamplingParams(temperature, top_k, top_p, seed)
-        stops = set(self.default_stop_ids() if stop_token_ids is None else stop_token_ids)
-        event = cancel or threading.Event()
-        pieces = self._pieces(prompt, max_new_tokens, params, stops, stop_strings, event)
-        streamed = GenerationStream(pieces, event)
-        return streamed if stream else streamed.run()
-
-    def _pieces(self, prompt: list[int], max_new_tokens: int, params: SamplingParams, stop_ids: set[int],
-                stop_strings: Sequence[str], cancel: threading.Event) -> Generator[str, None, GenerationResult]:
         budget = min(max_new_tokens, self.context_length - len(prompt))
-        cache_len = min(self.context_length, -(-(len(prompt) + budget) // _CACHE_ROUND) * _CACHE_ROUND)
+        stops = set(self.default_stop_ids() if stop_token_ids is None else stop_token_ids)
+        return Request(prompt, budget, SamplingParams(temperature, top_k, top_p, seed), stops, tuple(stop_strings),
+                       cancel or threading.Event())
+
+    def _cache_length(self, tokens: int) -> int:
+        """The cache size for ``tokens`` positions: rounded up so nearby sizes share one shape."""
+        return min(self.context_length, -(-tokens // _CACHE_ROUND) * _CACHE_ROUND)
+
+    def _pieces(self, request: Request, cache: KVCache | None = None, start: int = 0,
+                cached_ids: list[int] | None = None) -> Generator[str, None, GenerationResult]:
+        """The generation loop: text pieces, then the result.
+
+        Without ``cache`` a new one is made and dropped at the end. With one, its first ``start``
+        positions must already hold ``request.prompt[:start]``; only the rest is prefilled (at least
+        one token, for the logits). ``cached_ids`` (holding the first ``start`` ids) is extended with
+        every token as its keys and values are written, so a caller knows what the cache holds even
+        if generation stops early.
+        """
+        prompt, budget, params = request.prompt, request.max_new_tokens, request.params
+        if not 0 <= start < len(prompt):
+            raise ValueError(f"start must be in [0, {len(prompt)}), got {start}")
         generator = None
         if params.seed is not None and not params.greedy:
             generator = torch.Generator(device=self.device).manual_seed(params.seed)
-        decoder, stopper = StreamDecoder(self.tokenizer), StopStrings(stop_strings)
+        decoder, stopper = StreamDecoder(self.tokenizer), StopStrings(request.stop_strings)
         generated: list[int] = []
         reason = "length"
 
         with torch.inference_mode():  # each block is entered and left between yields, never across one
-            cache = self.model.new_cache(1, cache_len)
-            ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
-            logits = self.model.head(self.model.prefill(ids, cache)[:, -1]).float()
+            if cache is None:
+                cache = self.model.new_cache(1, self._cache_length(len(prompt) + budget))
+            ids = torch.tensor([prompt[start:]], dtype=torch.long, device=self.device)
+            logits = self.model.head(self.model.prefill(ids, cache, start=start)[:, -1]).float()
+        if cached_ids is not None:
+            cached_ids.extend(prompt[start:])
         position = torch.tensor([len(prompt)], device=self.device)
         for step in range(budget):
-            if cancel.is_set():
+            if request.cancel.is_set():
                 reason = "cancelled"
                 break
             with torch.inference_mode():
                 token = sample(logits, params, generator)
             token_id = int(token[0])  # the one sync per token: streaming needs the text now
             generated.append(token_id)
-            if token_id in stop_ids:
+            if token_id in request.stop_ids:
                 reason = "stop"
                 break
             text, hit_stop = stopper.feed(decoder.push(token_id))
@@ -163,6 +202,8 @@ class CodeGemma:
                 with torch.inference_mode():
                     logits = self.model.decode_step(token[:, None], position, cache)
                 position += 1
+                if cached_ids is not None:
+                    cached_ids.append(token_id)
         if reason != "stop":
             tail, hit_stop = stopper.feed(decoder.flush())
             tail += "" if hit_stop else stopper.flush()
@@ -176,19 +217,27 @@ class CodeGemma:
             finish_reason=reason,
             prompt_tokens=len(prompt),
             completion_tokens=len(generated),
+            cached_tokens=start,
         )
 
 
 def load(source: str | os.PathLike[str], *, device: str | torch.device | None = None,
-         dtype: str | torch.dtype | None = None) -> CodeGemma:
+         dtype: str | torch.dtype | None = None, quantize: str | None = None) -> CodeGemma:
     """Load a CodeGemma checkpoint from a folder or the local Hugging Face cache.
 
     ``source`` is a folder (config.json, *.safetensors, tokenizer.model) or a hub name such as
     ``google/codegemma-2b`` found in the local cache; nothing is downloaded. ``device`` defaults
     to TUTOR_DEVICE, else CUDA when present, else CPU; ``dtype`` to the checkpoint's own.
+    ``quantize="int8"`` stores every matmul weight (and the tied embedding / output head) as int8
+    with per-channel scales, for faster CPU decoding; ``"none"`` turns it off; the default reads
+    TUTOR_QUANTIZE, else none.
     The whole folder is checked before any weight is read, so a bad folder raises
     :class:`CheckpointError` and leaves nothing half-built.
     """
+    if quantize is None:  # the one place the environment variable is read
+        mode = check_mode(os.environ.get("TUTOR_QUANTIZE"), "TUTOR_QUANTIZE")
+    else:
+        mode = check_mode(quantize)
     folder = resolve_source(source)
     checkpoint = inspect_checkpoint(folder)
     tokenizer = Tokenizer(checkpoint.tokenizer_path)
@@ -204,11 +253,21 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
 
     with torch.device("meta"):
         model = Transformer(checkpoint.config)
+        if mode == "int8":
+            quantize_modules(model, target_dtype)
+    quantized = {n + ".weight" for n, m in model.named_modules() if isinstance(m, (Int8Linear, Int8Embedding))}
     # Parameters are filled from the memory-mapped files one tensor at a time: a tensor that is
-    # already in the right dtype on the CPU is used in place, without a copy.
+    # already in the right dtype on the CPU is used in place, without a copy. Quantized ones are
+    # converted one at a time too, so the full-precision weights are never all in memory.
     state = {}
     for name, tensor in iter_tensors(checkpoint):
-        state[name] = tensor.to(device=target_device, dtype=target_dtype)
+        if name in quantized:
+            q, scales = quantize_int8(tensor.to(device=target_device))
+            state[name], state[name.removesuffix("weight") + "scales"] = q, scales.to(target_dtype)
+        elif quantized:  # a copy of the (small) rest, so that no mapping of the bf16 files stays alive
+            state[name] = tensor.to(device=target_device, dtype=target_dtype, copy=True)
+        else:
+            state[name] = tensor.to(device=target_device, dtype=target_dtype)
     model.load_state_dict(state, strict=True, assign=True)
     del state
     model.prepare()  # buffers made on the meta device hold no data yet

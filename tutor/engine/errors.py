@@ -15,3 +15,7 @@ class TokenizerError(CheckpointError):
 
 class PromptError(TutorError):
     """A prompt cannot be run: too long for the context, empty, or malformed messages."""
+
+
+class SettingError(TutorError, ValueError):
+    """An option or environment variable has a value the engine does not know."""

@@ -92,6 +92,7 @@ class GenerationResult:
     finish_reason: str  # "stop" (a stop token or string), "length" (max_new_tokens or context), "cancelled"
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose keys and values were reused from a session's cache
 
 
 R = TypeVar("R")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .quant import Int8Embedding
 
 
 class RMSNorm(nn.Module):
@@ -175,11 +176,12 @@ class Transformer(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.embed_tokens.weight.dtype
+        """The activation dtype (the norms are never quantized)."""
+        return self.model.norm.weight.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.model.embed_tokens.weight.device
+        return self.model.norm.weight.device
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:
         return KVCache(self.config, batch, max_len, self.dtype, self.device)
@@ -198,7 +200,10 @@ class Transformer(nn.Module):
 
     def head(self, h: Tensor) -> Tensor:
         """Logits from final hidden states; the output head is the (unscaled) embedding."""
-        return F.linear(h, self.model.embed_tokens.weight)
+        embed = self.model.embed_tokens
+        if isinstance(embed, Int8Embedding):
+            return embed.head(h)
+        return F.linear(h, embed.weight)
 
     def forward(self, ids: Tensor) -> Tensor:
         """Hidden states after the final norm for a whole sequence, no cache: [batch, seq, hidden]."""

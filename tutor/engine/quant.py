@@ -1,0 +1,122 @@
+"""Int8 weight-only quantization: half the bytes read per decoded token on the CPU.
+
+Decoding one token reads every weight once, so on a CPU it is bound by memory bandwidth. Storing
+the weights as int8 with one scale per output channel (symmetric, w ~= q * scale, |q| <= 127)
+halves what is read; activations stay bfloat16 (or float32). The matmul uses torch's CPU kernel
+``torch._weight_int8pack_mm(x, q, scales)`` (as gpt-fast does), which dequantizes inside the
+kernel; elsewhere it falls back to a plain dequantize-then-matmul.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import SettingError
+
+QUANTIZE_MODES = ("int8", "none")
+# Rows quantized at a time: the float32 copy of a 256000-row embedding would otherwise be 2 GiB.
+_CHUNK_ROWS = 4096
+
+
+def quantize_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row symmetric int8: returns (q int8 [out, in], scales float32 [out]) with weight ~= q * scales[:, None]."""
+    q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+    scales = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
+    for start in range(0, weight.shape[0], _CHUNK_ROWS):
+        rows = weight[start:start + _CHUNK_ROWS].float()
+        scale = rows.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # an all-zero row keeps a usable scale
+        q[start:start + _CHUNK_ROWS] = (rows / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+        scales[start:start + _CHUNK_ROWS] = scale
+    return q, scales
+
+
+def int8_linear(x: Tensor, q: Tensor, scales: Tensor) -> Tensor:
+    """x [..., in] @ (q * scales).T in x's dtype. ``scales`` must already be in x's dtype."""
+    rows, k = x.numel() // x.shape[-1], x.shape[-1]
+    # torch 2.13's bfloat16 CPU kernel reads out of bounds unless in_features is a multiple of 16
+    # (wrong results or a crash); every CodeGemma matrix is a multiple of 256.
+    if x.device.type == "cpu" and rows <= _KERNEL_MAX_ROWS.get(x.dtype, 0) and k % 16 == 0:
+        out = torch._weight_int8pack_mm(x.reshape(rows, k).contiguous(), q, scales)
+        return out.view(*x.shape[:-1], q.shape[0])
+    # Long blocks (prefill) and other devices: dequantize a slice of rows at a time and use the
+    # dense matmul, so the temporary copy stays small even for the 256000-row output head.
+    step = 4 * _CHUNK_ROWS
+    parts = [F.linear(x, q[i:i + step].to(x.dtype)) * scales[i:i + step] for i in range(0, q.shape[0], step)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+def _kernel_max_rows() -> dict[torch.dtype, int]:
+    """Up to how many rows torch's fused CPU kernel beats dequantize-then-matmul, per activation dtype.
+
+    Measured on a 2-core AVX-512 CPU, torch 2.13: in bfloat16 the kernel wins up to about 32-48
+    rows (decode, short prefills); in float16/float32 only for a handful. A dtype for which this
+    torch build lacks the kernel, or gives a wrong answer on a small exact case, is left out.
+    """
+    limits = {torch.bfloat16: 32, torch.float16: 4, torch.float32: 4}
+    usable = {}
+    q = (torch.arange(8 * 64) % 7 - 3).to(torch.int8).view(8, 64)  # |sums| <= 192: exact in bfloat16
+    x = (torch.arange(2 * 64) % 3 - 1).view(2, 64)
+    for dtype, limit in limits.items():
+        try:
+            out = torch._weight_int8pack_mm(x.to(dtype), q, torch.full((8,), 0.5, dtype=dtype))
+        except (AttributeError, RuntimeError, NotImplementedError):
+            continue
+        if out.dtype == dtype and torch.equal(out.float(), (x.float() @ q.float().T) * 0.5):  # small ints: exact
+            usable[dtype] = limit
+    return usable
+
+
+_KERNEL_MAX_ROWS = _kernel_max_rows()
+
+
+class Int8Linear(nn.Module):
+    """A bias-free nn.Linear whose weight is int8 with one scale per output channel."""
+
+    def __init__(self, in_features: int, out_features: int, dtype: torch.dtype = torch.bfloat16):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight", torch.empty(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scales", torch.empty(out_features, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return int8_linear(x, self.weight, self.scales)
+
+
+class Int8Embedding(nn.Module):
+    """The tied embedding in int8: looked-up rows are dequantized; as the output head it is an int8 matmul."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, dtype: torch.dtype = torch.bfloat16):
+        super().__init__()
+        self.register_buffer("weight", torch.empty(num_embeddings, embedding_dim, dtype=torch.int8))
+        self.register_buffer("scales", torch.empty(num_embeddings, dtype=dtype))
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return F.embedding(ids, self.weight).to(self.scales.dtype) * self.scales[ids][..., None]
+
+    def head(self, h: Tensor) -> Tensor:
+        return int8_linear(h, self.weight, self.scales)
+
+
+def quantize_modules(model: nn.Module, dtype: torch.dtype) -> None:
+    """Swap every nn.Linear and nn.Embedding of ``model`` (built on the meta device) for its int8 form."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear):
+                setattr(parent, name, Int8Linear(child.in_features, child.out_features, dtype))
+            elif isinstance(child, nn.Embedding):
+                setattr(parent, name, Int8Embedding(child.num_embeddings, child.embedding_dim, dtype))
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of the weights (parameters and persistent buffers): what decoding one token reads."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def check_mode(value: str | None, source: str = "quantize") -> str:
+    """'int8' or 'none' (None means 'none'); anything else raises SettingError naming the choices."""
+    mode = "none" if value is None else str(value).strip().lower()
+    if mode not in QUANTIZE_MODES:
+        raise SettingError(f"unknown {source} value {value!r}: use one of {', '.join(QUANTIZE_MODES)}.")
+    return mode
