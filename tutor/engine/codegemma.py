@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Generator, Iterable, Sequence
+import weakref
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,7 @@ from .checkpoint import Checkpoint, inspect_checkpoint, iter_tensors, resolve_so
 from .config import ModelConfig, dtype_from_name
 from .errors import CheckpointError, PromptError
 from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings, sample
+from .graphs import CapturedDecode, graphs_enabled
 from .model import KVCache, Transformer
 from .quant import Int8Embedding, Int8Linear, check_mode, quantize_int8, quantize_modules
 from .tokenizer import END_OF_TURN, EOS, StreamDecoder, Tokenizer
@@ -50,6 +52,11 @@ class CodeGemma:
         self.config: ModelConfig = checkpoint.config
         self.tokenizer = tokenizer
         self.model = model
+        # On a GPU each cache gets its decode step captured once (tutor.engine.graphs); finished
+        # requests leave their cache here for the next request of the same size.
+        self._captured: weakref.WeakKeyDictionary[KVCache, CapturedDecode] = weakref.WeakKeyDictionary()
+        self._spare_caches: dict[int, list[KVCache]] = {}
+        self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"CodeGemma({self.config.variant}, {self.checkpoint.folder}, "
@@ -153,6 +160,31 @@ class CodeGemma:
         """The cache size for ``tokens`` positions: rounded up so nearby sizes share one shape."""
         return min(self.context_length, -(-tokens // _CACHE_ROUND) * _CACHE_ROUND)
 
+    def _take_cache(self, length: int) -> KVCache:
+        """A cache of ``length`` positions: on a GPU a spare one, whose decode step is already captured."""
+        if graphs_enabled(self.device):
+            with self._pool_lock:
+                spares = self._spare_caches.get(length)
+                if spares:
+                    return spares.pop()
+        return self.model.new_cache(1, length)
+
+    def _give_back(self, cache: KVCache) -> None:
+        if cache in self._captured:
+            with self._pool_lock:
+                spares = self._spare_caches.setdefault(cache.max_len, [])
+                if len(spares) < 2:  # enough for a request and a concurrent one; others are freed
+                    spares.append(cache)
+
+    def _decode_step(self, cache: KVCache) -> Callable[[Tensor, Tensor], Tensor]:
+        """The decode step for ``cache``: captured in a CUDA graph on a GPU, else the plain one."""
+        if not graphs_enabled(self.device):
+            return lambda token, position: self.model.decode_step(token, position, cache)
+        captured = self._captured.get(cache)
+        if captured is None:
+            captured = self._captured[cache] = CapturedDecode(self.model, cache)
+        return captured
+
     def _pieces(self, request: Request, cache: KVCache | None = None, start: int = 0,
                 cached_ids: list[int] | None = None) -> Generator[str, None, GenerationResult]:
         """The generation loop: text pieces, then the result.
@@ -173,44 +205,49 @@ class CodeGemma:
         generated: list[int] = []
         reason = "length"
 
-        with torch.inference_mode():  # each block is entered and left between yields, never across one
-            if cache is None:
-                cache = self.model.new_cache(1, self._cache_length(len(prompt) + budget))
-            ids = torch.tensor([prompt[start:]], dtype=torch.long, device=self.device)
-            logits = self.model.head(self.model.prefill(ids, cache, start=start)[:, -1]).float()
-        if cached_ids is not None:
-            cached_ids.extend(prompt[start:])
-        position = torch.tensor([len(prompt)], device=self.device)
-        for step in range(budget):
-            if request.cancel.is_set():
-                reason = "cancelled"
-                break
-            with torch.inference_mode():
-                token = sample(logits, params, generator)
-            token_id = int(token[0])  # the one sync per token: streaming needs the text now
-            generated.append(token_id)
-            if token_id in request.stop_ids:
-                reason = "stop"
-                break
-            text, hit_stop = stopper.feed(decoder.push(token_id))
-            if text:
-                yield text
-            if hit_stop:
-                reason = "stop"
-                break
-            if step + 1 < budget:
+        own_cache = cache is None
+        if cache is None:
+            cache = self._take_cache(self._cache_length(len(prompt) + budget))
+        try:
+            with torch.inference_mode():  # each block is entered and left between yields, never across one
+                ids = torch.tensor([prompt[start:]], dtype=torch.long, device=self.device)
+                logits = self.model.head(self.model.prefill(ids, cache, start=start)[:, -1]).float()
+            if cached_ids is not None:
+                cached_ids.extend(prompt[start:])
+            decode = self._decode_step(cache)
+            position = torch.tensor([len(prompt)], device=self.device)
+            for step in range(budget):
+                if request.cancel.is_set():
+                    reason = "cancelled"
+                    break
                 with torch.inference_mode():
-                    logits = self.model.decode_step(token[:, None], position, cache)
-                position += 1
-                if cached_ids is not None:
-                    cached_ids.append(token_id)
+                    token = sample(logits, params, generator)
+                token_id = int(token[0])  # the one sync per token: streaming needs the text now
+                generated.append(token_id)
+                if token_id in request.stop_ids:
+                    reason = "stop"
+                    break
+                text, hit_stop = stopper.feed(decoder.push(token_id))
+                if text:
+                    yield text
+                if hit_stop:
+                    reason = "stop"
+                    break
+                if step + 1 < budget:
+                    with torch.inference_mode():
+                        logits = decode(token[:, None], position)
+                    position += 1
+                    if cached_ids is not None:
+                        cached_ids.append(token_id)
+        finally:
+            if own_cache:
+                self._give_back(cache)
         if reason != "stop":
             tail, hit_stop = stopper.feed(decoder.flush())
             tail += "" if hit_stop else stopper.flush()
             reason = "stop" if hit_stop else reason
             if tail:
                 yield tail
-        del cache
         return GenerationResult(
             text=stopper.text,
             token_ids=generated,

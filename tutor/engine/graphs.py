@@ -37,7 +37,8 @@ class CapturedDecode:
                 model.decode_step(self.token, self.position, cache)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
+        # thread_local: other threads may keep generating on other caches while this one is captured
+        with torch.inference_mode(), torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.logits = model.decode_step(self.token, self.position, cache)
 
     def __call__(self, token: Tensor, position: Tensor) -> Tensor:
