@@ -84,14 +84,19 @@ def worker(engine: str, folder: Path, device: str, prompt_len: int, new: int, re
         ids = prompt[0].tolist()
         read_bytes = weight_bytes(model.model)
 
-        step = model.model.decode_step
+        decode_step_for = model._decode_step  # the plain step, or on a GPU the captured one
 
-        def timed_step(*a, **k):
-            out = step(*a, **k)
-            stamps.append(time.perf_counter())
-            return out
+        def timed_decode_step(cache):
+            step = decode_step_for(cache)
 
-        model.model.decode_step = timed_step
+            def timed(*a):
+                out = step(*a)
+                stamps.append(time.perf_counter())
+                return out
+
+            return timed
+
+        model._decode_step = timed_decode_step
 
         def run(n: int) -> None:
             model.generate(ids, max_new_tokens=n, stop_token_ids=[])
