@@ -7,15 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import nbformat
 import pytest
 
@@ -29,13 +23,8 @@ if CHROMIUM is None:
         raise RuntimeError("chromium is not installed (apt-get install chromium), and TUTOR_REQUIRE_BROWSER is set")
     pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
+from jupyter_apps import start_jupyter  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402 - after the skip above
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,34 +40,12 @@ def lab(tmp_path_factory, tiny_dirs):
     (config / "labconfig").mkdir()
     (config / "labconfig" / "page_config.json").write_text(json.dumps(
         {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "TUTOR_CHAT_MODEL": str(tiny_dirs["7b-it"]), "TUTOR_DEVICE": "cpu",
            "JUPYTER_CONFIG_DIR": str(config)}
     env.pop("TUTOR_ENDPOINT", None)
-    log = open(root.parent / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-                             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                             f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
-                             "--allow-root"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/status", params={"token": token}, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    else:
-        proc.kill()
-    if proc.poll() is not None:
-        raise RuntimeError(f"JupyterLab did not start; see {log.name}")
-    yield url, token
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    app = start_jupyter("jupyterlab", root, env, "--LabApp.news_url=None")
+    yield app.url, app.token
+    app.stop()
 
 
 def test_a_failing_cell_gets_the_tutor_panel_and_its_buttons_work(lab):

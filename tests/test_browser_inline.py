@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import httpx
 import nbformat
 import pytest
 
-from tests.test_browser import CHROMIUM, FLAGS, OUTPUT, free_port  # skips the module when chromium is missing
+from tests.test_browser import CHROMIUM, FLAGS, OUTPUT  # skips the module when chromium is missing
 
 BUILT = Path(__file__).resolve().parent.parent / "tutor" / "labextension"
 if not (BUILT / "package.json").is_file():
@@ -26,13 +24,12 @@ if not (BUILT / "package.json").is_file():
         raise RuntimeError("the labextension is not built (make labextension), and TUTOR_REQUIRE_BROWSER is set")
     pytest.skip("the labextension is not built: run `make labextension`", allow_module_level=True)
 
+from jupyter_apps import start_jupyter  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, tiny_dirs):
-    import subprocess
-
     root = tmp_path_factory.mktemp("inline-lab")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("import math"), nbformat.v4.new_code_cell(""),
@@ -52,33 +49,14 @@ def lab(tmp_path_factory, tiny_dirs):
     ours = settings / "tutor-inline-completion"
     ours.mkdir()
     (ours / "plugin.jupyterlab-settings").write_text(json.dumps({"debounceMs": 100}))
-    port, token = free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
     env.update({"TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"]), "TUTOR_DEVICE": "cpu",
                 "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_PATH": str(data),
                 "JUPYTERLAB_SETTINGS_DIR": str(settings)})
-    log = open(root.parent / "inline-jupyterlab.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-                             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                             f"--ServerApp.root_dir={root}", "--LabApp.news_url=None", "--allow-root",
-                             "--ServerApp.jpserver_extensions={'tutor.server': True}"],
-                            env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/api/status", params={"token": token}, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    if proc.poll() is not None or time.monotonic() >= deadline:
-        proc.kill()
-        raise RuntimeError(f"JupyterLab did not start; see {log.name}")
-    yield url, token, root
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    app = start_jupyter("jupyterlab", root, env, "--LabApp.news_url=None",
+                        "--ServerApp.jpserver_extensions={'tutor.server': True}")
+    yield app.url, app.token, root
+    app.stop()
 
 
 def printable(text: str) -> str:

@@ -4,41 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
+from jupyter_apps import JupyterApp, start_jupyter
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_jupyter(root, env: dict[str, str], config_dir) -> tuple[subprocess.Popen, str, str]:
-    port, token = free_port(), secrets.token_hex(16)
-    log = open(root / "jupyter.log", "w")  # noqa: SIM115 - the process owns it
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}",
-                             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                             f"--ServerApp.root_dir={root}", "--allow-root",
-                             "--ServerApp.jpserver_extensions={'tutor.server': True}"],
-                            env={**env, "JUPYTER_CONFIG_DIR": str(config_dir)}, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/api/status", params={"token": token}, timeout=2).status_code == 200:
-                return proc, url, token
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"jupyter server did not start: {(root / 'jupyter.log').read_text()[-2000:]}")
+def start_server(root, env: dict[str, str], config_dir) -> JupyterApp:
+    return start_jupyter("jupyter_server", root, {**env, "JUPYTER_CONFIG_DIR": str(config_dir)},
+                         "--ServerApp.jpserver_extensions={'tutor.server': True}", log=root / "jupyter.log")
 
 
 def base_env() -> dict[str, str]:
@@ -49,11 +24,10 @@ def base_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def jupyter(tmp_path_factory, tiny_dirs):
     root = tmp_path_factory.mktemp("server")
-    proc, url, token = start_jupyter(root, {**base_env(), "TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"])},
-                                     tmp_path_factory.mktemp("config"))
-    yield url, token, proc.pid
-    proc.terminate()
-    proc.wait(timeout=30)
+    app = start_server(root, {**base_env(), "TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"])},
+                       tmp_path_factory.mktemp("config"))
+    yield app.url, app.token, app.process.pid
+    app.stop()
 
 
 def body(**kw):
@@ -143,7 +117,8 @@ def test_a_newer_request_from_the_same_editor_stops_the_older_generation(jupyter
 
 def test_without_a_model_the_error_says_what_to_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("nomodel")
-    proc, url, token = start_jupyter(root, base_env(), tmp_path_factory.mktemp("config"))
+    app = start_server(root, base_env(), tmp_path_factory.mktemp("config"))
+    url, token = app.url, app.token
     try:
         r = httpx.post(f"{url}/tutor/complete", json=body(), headers=auth(token), timeout=30)
         last = json.loads(r.text.splitlines()[-1])
@@ -151,8 +126,7 @@ def test_without_a_model_the_error_says_what_to_set(tmp_path_factory):
         assert "TUTOR_COMPLETION_MODEL" in last["error"]["message"]
         assert status(url, token)["configured"] is False
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        app.stop()
 
 
 def test_a_killed_worker_is_restarted_and_the_user_is_told_once(jupyter):
@@ -204,7 +178,8 @@ def test_with_an_endpoint_no_worker_starts(tmp_path_factory, server, tiny_dirs):
     root = tmp_path_factory.mktemp("remote")
     env = {**base_env(), "TUTOR_ENDPOINT": endpoint, "TUTOR_TOKEN": served_token,
            "TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"])}  # the served name, and a local tokenizer
-    proc, url, token = start_jupyter(root, env, tmp_path_factory.mktemp("config"))
+    app = start_server(root, env, tmp_path_factory.mktemp("config"))
+    url, token = app.url, app.token
     try:
         r = httpx.post(f"{url}/tutor/complete", json=body(settings={"maxTokens": 4}), headers=auth(token), timeout=60)
         last = json.loads(r.text.splitlines()[-1])
@@ -214,5 +189,4 @@ def test_with_an_endpoint_no_worker_starts(tmp_path_factory, server, tiny_dirs):
         assert s["worker_pid"] is None and s["last_prompt_tokens"] > 0
         assert s["published_endpoint"] == endpoint  # left as the teacher set it
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        app.stop()
