@@ -33,10 +33,10 @@ class ScriptedBackend(Backend):
         self.calls.append([dict(m) for m in messages])
         return self._stream(self.replies.pop(0))
 
-    def complete(self, prompt, options=DEFAULT_OPTIONS, *, stop_token_ids=None):
+    def complete(self, prompt, options=DEFAULT_OPTIONS, *, stop_token_ids=None, session=None):
         return self._stream(self.replies.pop(0))
 
-    def fill_in_middle(self, prefix, suffix, options=DEFAULT_OPTIONS, *, files=(), path=None):
+    def fill_in_middle(self, prefix, suffix, options=DEFAULT_OPTIONS, *, files=(), path=None, session=None):
         return self._stream(self.replies.pop(0))
 
     def describe(self) -> str:

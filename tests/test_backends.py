@@ -145,3 +145,15 @@ def test_worker_exits_with_its_parent(tiny_dirs):
         time.sleep(0.2)
     os.kill(worker_pid, signal.SIGKILL)
     pytest.fail("the worker outlived its parent")
+
+
+def test_sessions_reuse_the_shared_prefix_locally_and_through_tutor_serve(local, remote):
+    plain = local.fill_in_middle(PREFIX + "x", SUFFIX, OPTS).run()
+    for backend in (local, remote):
+        first = backend.fill_in_middle(PREFIX, SUFFIX, OPTS, session="nb.ipynb:cell-1").run()
+        again = backend.fill_in_middle(PREFIX + "x", SUFFIX, OPTS, session="nb.ipynb:cell-1").run()
+        assert first.cached_tokens == 0
+        assert again.cached_tokens > 10  # everything up to the edit came from the cache
+        assert again.text == plain.text  # and the tokens are those of a cold request
+        other = backend.fill_in_middle(PREFIX + "x", SUFFIX, OPTS, session="nb.ipynb:cell-2").run()
+        assert other.cached_tokens == 0  # another editor has its own cache

@@ -108,6 +108,7 @@ def test_auth(server):
     (json.dumps({"prompt": "x", "suffix": "y"}).encode(), 400, "suffix"),
     (json.dumps({"prompt": "x", "n": 3}).encode(), 400, "n"),
     (json.dumps({"prompt": "x", "model": "gpt-4"}).encode(), 404, None),
+    (json.dumps({"prompt": "x", "session": 7}).encode(), 400, "session"),
 ])
 def test_bad_requests_get_openai_errors(server, body, status, param):
     url, token = server

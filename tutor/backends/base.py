@@ -58,6 +58,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     model: str = ""
+    cached_tokens: int = 0  # prompt tokens whose KV cache was reused from the session's previous request
     notices: tuple[str, ...] = field(default=())  # e.g. "the model worker was restarted"
 
 
@@ -71,13 +72,15 @@ class Backend(ABC):
 
     @abstractmethod
     def complete(self, prompt: str | Sequence[int], options: GenerationOptions = DEFAULT_OPTIONS, *,
-                 stop_token_ids: Sequence[int] | None = None) -> CompletionStream:
+                 stop_token_ids: Sequence[int] | None = None, session: str | None = None) -> CompletionStream:
         """Continue a raw prompt with the completion model: token ids, or text in which
-        special-piece strings are control tokens (see Tokenizer.encode_raw_prompt)."""
+        special-piece strings are control tokens (see Tokenizer.encode_raw_prompt). Requests with the
+        same ``session`` (an editor's id) reuse the KV cache of the prefix they share."""
 
     @abstractmethod
     def fill_in_middle(self, prefix: str, suffix: str, options: GenerationOptions = DEFAULT_OPTIONS, *,
-                       files: Sequence[ContextFile] = (), path: str | None = None) -> CompletionStream:
+                       files: Sequence[ContextFile] = (), path: str | None = None,
+                       session: str | None = None) -> CompletionStream:
         """Write what goes between ``prefix`` and ``suffix`` (student text: never control tokens)."""
 
     @abstractmethod

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Generator, Sequence
 
-from ..engine import CheckpointError, CodeGemma, PromptError, load
+from ..engine import CheckpointError, CodeGemma, CompletionSession, PromptError, load
 from ..engine.generation import GenerationResult, GenerationStream
 from ..prompts import ContextFile, chat_prompt, chat_stop_ids, fim_prompt, fim_stop_ids
 from .base import (
@@ -19,6 +20,10 @@ from .base import (
     NotConfigured,
 )
 
+# Completion sessions keep one KV cache each (one per editor, for prefix reuse); beyond this many
+# the least recently used is dropped.
+MAX_SESSIONS = 16
+
 
 class LocalBackend(Backend):
     def __init__(self, completion_model: str | None = None, chat_model: str | None = None, *,
@@ -26,6 +31,7 @@ class LocalBackend(Backend):
         self.sources = {"completion": completion_model, "chat": chat_model}
         self.device, self.dtype = device, dtype
         self._models: dict[str, CodeGemma] = {}  # by source, so one folder serving both roles loads once
+        self._sessions: OrderedDict[tuple[str, str], CompletionSession] = OrderedDict()
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -46,20 +52,22 @@ class LocalBackend(Backend):
             return self._models[source]
 
     def complete(self, prompt: str | Sequence[int], options: GenerationOptions = DEFAULT_OPTIONS, *,
-                 stop_token_ids: Sequence[int] | None = None, role: str = "completion") -> CompletionStream:
+                 stop_token_ids: Sequence[int] | None = None, session: str | None = None,
+                 role: str = "completion") -> CompletionStream:
         """As Backend.complete; ``role="chat"`` continues a raw prompt with the chat model instead."""
         model = self.model(role)
         tok = model.tokenizer
         ids = tok.encode_raw_prompt(prompt) if isinstance(prompt, str) else list(prompt)
         if stop_token_ids is None:
             stop_token_ids = fim_stop_ids(tok) if role == "completion" else chat_stop_ids(tok)
-        return self._run(model, role, ids, options, stop_token_ids)
+        return self._run(model, role, ids, options, stop_token_ids, session)
 
     def fill_in_middle(self, prefix: str, suffix: str, options: GenerationOptions = DEFAULT_OPTIONS, *,
-                       files: Sequence[ContextFile] = (), path: str | None = None) -> CompletionStream:
+                       files: Sequence[ContextFile] = (), path: str | None = None,
+                       session: str | None = None) -> CompletionStream:
         model = self.model("completion")
         ids = fim_prompt(model.tokenizer, prefix, suffix, files=files, path=path)
-        return self._run(model, "completion", ids, options, fim_stop_ids(model.tokenizer))
+        return self._run(model, "completion", ids, options, fim_stop_ids(model.tokenizer), session)
 
     def chat(self, messages: Sequence[Message], options: GenerationOptions = DEFAULT_OPTIONS) -> CompletionStream:
         model = self.model("chat")
@@ -69,11 +77,22 @@ class LocalBackend(Backend):
             raise BackendError(str(exc), 400, "invalid_request_error") from exc
         return self._run(model, "chat", ids, options, chat_stop_ids(model.tokenizer))
 
+    def _session(self, model: CodeGemma, role: str, name: str) -> CompletionSession:
+        """The named session (one per editor), kept for the most recent MAX_SESSIONS names."""
+        key = (role, name)
+        with self._lock:
+            session = self._sessions.pop(key, None) or CompletionSession(model)
+            self._sessions[key] = session  # most recently used last
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+            return session
+
     def _run(self, model: CodeGemma, role: str, ids: list[int], options: GenerationOptions,
-             stop_token_ids: Sequence[int]) -> CompletionStream:
+             stop_token_ids: Sequence[int], session: str | None = None) -> CompletionStream:
         cancel = threading.Event()
+        generate = self._session(model, role, session).generate if session else model.generate
         try:
-            stream = model.generate(ids, max_new_tokens=options.max_tokens, temperature=options.temperature,
+            stream = generate(ids, max_new_tokens=options.max_tokens, temperature=options.temperature,
                                     top_p=options.top_p, seed=options.seed, stop_token_ids=stop_token_ids,
                                     stop_strings=options.stop, stream=True, cancel=cancel)
         except PromptError as exc:
@@ -89,4 +108,5 @@ def _as_completion(stream: GenerationStream[GenerationResult], model: str) -> Ge
         raise
     r = stream.result
     assert r is not None
-    return Completion(r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, model)
+    return Completion(r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, model,
+                      cached_tokens=r.cached_tokens)

@@ -51,19 +51,22 @@ class RemoteBackend(Backend):
     # ------------------------------------------------------------------ the interface
 
     def complete(self, prompt: str | Sequence[int], options: GenerationOptions = DEFAULT_OPTIONS, *,
-                 stop_token_ids: Sequence[int] | None = None) -> CompletionStream:
+                 stop_token_ids: Sequence[int] | None = None, session: str | None = None) -> CompletionStream:
         body: dict[str, Any] = {"prompt": prompt if isinstance(prompt, str) else list(prompt)}
         if stop_token_ids is not None:
             body["stop_token_ids"] = list(stop_token_ids)  # vLLM's and tutor serve's extension
+        if session is not None:
+            body["session"] = session  # tutor serve's extension (prefix reuse); sent only when asked for
         return self._stream("completions", "completion", body, options)
 
     def fill_in_middle(self, prefix: str, suffix: str, options: GenerationOptions = DEFAULT_OPTIONS, *,
-                       files: Sequence[ContextFile] = (), path: str | None = None) -> CompletionStream:
+                       files: Sequence[ContextFile] = (), path: str | None = None,
+                       session: str | None = None) -> CompletionStream:
         segments = fim_segments(prefix, suffix, files=files, path=path)
         if self.tokenizer is not None:
             return self.complete(render_ids(self.tokenizer, segments), options,
-                                 stop_token_ids=fim_stop_ids(self.tokenizer))
-        return self.complete(render_text(segments), options)
+                                 stop_token_ids=fim_stop_ids(self.tokenizer), session=session)
+        return self.complete(render_text(segments), options, session=session)
 
     def chat(self, messages: Sequence[Message], options: GenerationOptions = DEFAULT_OPTIONS) -> CompletionStream:
         plain = [{"role": m["role"], "content": neutralize(m["content"])} for m in messages]
@@ -152,7 +155,9 @@ def _events(response: httpx.Response, cancel: threading.Event, model: str, chat:
                            "unreachable") from exc
     finally:
         response.close()  # stops the server's generation when we stop early
-    return Completion("".join(text), finish, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), model)
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    return Completion("".join(text), finish, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), model,
+                      cached_tokens=cached)
 
 
 def _error_from(response: httpx.Response) -> BackendError:

@@ -177,12 +177,13 @@ class WorkerBackend(Backend):
         models = ", ".join(f"{role}: {src or 'not configured'}" for role, src in self.worker.models.items())
         return f"model worker on this machine, {state} ({models})"
 
-    def complete(self, prompt, options: GenerationOptions = DEFAULT_OPTIONS, *, stop_token_ids=None):
-        return self._call(lambda r: r.complete(prompt, options, stop_token_ids=stop_token_ids))
+    def complete(self, prompt, options: GenerationOptions = DEFAULT_OPTIONS, *, stop_token_ids=None, session=None):
+        return self._call(lambda r: r.complete(prompt, options, stop_token_ids=stop_token_ids, session=session))
 
     def fill_in_middle(self, prefix: str, suffix: str, options: GenerationOptions = DEFAULT_OPTIONS, *,
-                       files: tuple[ContextFile, ...] | list[ContextFile] = (), path: str | None = None):
-        return self._call(lambda r: r.fill_in_middle(prefix, suffix, options, files=files, path=path))
+                       files: tuple[ContextFile, ...] | list[ContextFile] = (), path: str | None = None,
+                       session: str | None = None):
+        return self._call(lambda r: r.fill_in_middle(prefix, suffix, options, files=files, path=path, session=session))
 
     def chat(self, messages: list[Message], options: GenerationOptions = DEFAULT_OPTIONS):
         return self._call(lambda r: r.chat(messages, options))

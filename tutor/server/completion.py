@@ -272,7 +272,9 @@ class Completer:
             options = GenerationOptions(max_tokens=request.max_tokens, temperature=0.0)
             if cancelled.is_set():
                 return
-            stream = job.stream = backend.fill_in_middle(prefix, suffix, options, files=files, path=path)
+            # One session per editor: the worker reuses the KV cache of the prefix shared with its last request.
+            stream = job.stream = backend.fill_in_middle(prefix, suffix, options, files=files, path=path,
+                                                         session=request.editor_id)
             if cancelled.is_set():
                 stream.cancel()
             self.publish()

@@ -227,9 +227,10 @@ class GenerationHandler(BaseHandler):
             return False
 
 
-def usage(result: Completion) -> dict[str, int]:
+def usage(result: Completion) -> dict[str, Any]:
     return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens}
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": result.cached_tokens}}
 
 
 def invalid(param: str, why: str) -> BackendError:
@@ -279,8 +280,12 @@ class CompletionsHandler(GenerationHandler):
         stop_ids = body.get("stop_token_ids")
         if stop_ids is not None and (not isinstance(stop_ids, list) or not all(isinstance(t, int) for t in stop_ids)):
             raise invalid("stop_token_ids", "must be a list of token ids")
+        session = body.get("session")
+        if session is not None and (not isinstance(session, str) or not 0 < len(session) <= 200):
+            raise invalid("session", "must be a short string naming the editor whose requests share a prefix")
         backend = self.state.backend
-        return queue, lambda q: backend.complete(prompt, options, stop_token_ids=stop_ids, role=q.role)
+        return queue, lambda q: backend.complete(prompt, options, stop_token_ids=stop_ids, session=session,
+                                                 role=q.role)
 
     def chunk(self, rid, model, text, finish, first):
         return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
