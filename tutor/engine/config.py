@@ -57,13 +57,6 @@ class ModelConfig:
         size = "2b" if self.num_kv_heads == 1 else "7b"
         return f"{size}-it" if self.instruction_tuned else size
 
-    @property
-    def num_parameters(self) -> int:
-        attn = self.hidden_size * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
-        mlp = 3 * self.hidden_size * self.intermediate_size
-        per_layer = attn + mlp + 2 * self.hidden_size
-        return self.vocab_size * self.hidden_size + self.num_layers * per_layer + self.hidden_size
-
     def to_json_dict(self, dialect: str = "old") -> dict[str, Any]:
         """The config.json that transformers would write for this model ("old" or "new" dialect)."""
         dtype_name = next(k for k, v in _DTYPES.items() if v == self.dtype)

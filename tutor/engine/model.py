@@ -44,6 +44,8 @@ class KVCache(nn.Module):
         shape = (config.num_layers, batch, config.num_kv_heads, max_len, config.head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        # Slot numbers, compared with positions to build the attention masks (made once, not per token).
+        self.register_buffer("slots", torch.arange(max_len, device=device), persistent=False)
 
     @property
     def batch(self) -> int:
@@ -220,8 +222,7 @@ class Transformer(nn.Module):
         positions = torch.arange(start, start + t, device=ids.device)
         if start == 0:
             return self._run(ids, positions, cache, None)
-        keys = torch.arange(cache.max_len, device=ids.device)
-        mask = keys[None, :] <= positions[:, None]  # [t, max_len]: causal over cache + new block
+        mask = cache.slots[None, :] <= positions[:, None]  # [t, max_len]: causal over cache + new block
         return self._run(ids, positions, cache, mask)
 
     def decode_step(self, ids: Tensor, position: Tensor, cache: KVCache) -> Tensor:
@@ -229,7 +230,6 @@ class Transformer(nn.Module):
 
         Shapes never change between steps: the attention spans the whole cache under a mask.
         """
-        keys = torch.arange(cache.max_len, device=ids.device)
-        mask = (keys <= position)[None, :]  # [1, max_len]
+        mask = (cache.slots <= position)[None, :]  # [1, max_len]
         h = self._run(ids, position, cache, mask)
         return self.head(h[:, -1]).float()
