@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from tutor.engine import GenerationStream, PromptError
+from tutor.engine import GenerationStream, PromptError, load
 from tutor.prompts import chat_prompt, fim_prompt
 
 PROMPT_TEXT = "def total(numbers):\n    result = 0\n    for value in numbers:\n"
@@ -163,3 +163,26 @@ def test_bfloat16_generation_runs(tiny_2b_dir):
     assert model.dtype == torch.bfloat16  # the checkpoint's own dtype by default
     result = model.generate(prompt_ids(model), max_new_tokens=8, stop_token_ids=[])
     assert result.completion_tokens == 8
+
+
+@pytest.mark.parametrize("variant", ["2b", "7b"])
+def test_fused_projections_give_the_same_tokens(tiny_dirs, variant):
+    """The GPU's concatenated q/k/v and gate/up matrices compute the same model (float32, on the CPU)."""
+    model = load(tiny_dirs[variant], device="cpu", dtype="float32")
+    prompt = [2, 40, 41, 42, 43, 44, 45]
+    plain_logits = model.logits(prompt)
+    plain = model.generate(prompt, max_new_tokens=40, stop_token_ids=[]).token_ids
+    model.model.fuse_projections()
+    names = set(model.model.state_dict())
+    assert "model.layers.0.self_attn.qkv_proj.weight" in names
+    assert "model.layers.0.mlp.gate_up_proj.weight" in names
+    separate = (".q_proj.weight", ".k_proj.weight", ".v_proj.weight", ".gate_proj.weight", ".up_proj.weight")
+    assert not any(n.endswith(separate) for n in names)
+    assert torch.allclose(model.logits(prompt), plain_logits, atol=1e-5, rtol=0)
+    assert model.generate(prompt, max_new_tokens=40, stop_token_ids=[]).token_ids == plain
+
+
+def test_int8_weights_are_not_fused(tiny_2b_dir):
+    model = load(tiny_2b_dir, device="cpu", quantize="int8")
+    with pytest.raises(ValueError, match="int8"):
+        model.model.fuse_projections()

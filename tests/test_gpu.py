@@ -33,3 +33,42 @@ def test_sessions_are_captured_too(tiny_dirs):
     for prompt in (PROMPTS[1], PROMPTS[1][:-2] + [70, 71]):
         expected = model.generate(prompt, max_new_tokens=30, stop_token_ids=[]).token_ids
         assert session.generate(prompt, max_new_tokens=30, stop_token_ids=[]).token_ids == expected
+
+
+@pytest.mark.parametrize("variant", ["2b", "7b"])
+def test_compiled_decoding_gives_the_plain_tokens(tiny_dirs, monkeypatch, variant):
+    """TUTOR_COMPILE=1: the compiled, captured step (fused projections) decodes what the plain step
+    does in float32, for two cache lengths (the second makes the length dynamic: one recompile)."""
+    model = load(tiny_dirs[variant], device="cuda", dtype="float32")
+    assert "model.layers.0.self_attn.qkv_proj.weight" in model.model.state_dict()  # fused on a GPU
+    cases = [(PROMPTS[0], 60), (PROMPTS[1], 300)]  # caches of 256 and 512 positions
+    monkeypatch.setenv("TUTOR_CUDA_GRAPHS", "0")
+    plain = [model.generate(p, max_new_tokens=n, stop_token_ids=[]).token_ids for p, n in cases]
+    monkeypatch.setenv("TUTOR_CUDA_GRAPHS", "1")
+    monkeypatch.setenv("TUTOR_COMPILE", "1")
+    assert [model.generate(p, max_new_tokens=n, stop_token_ids=[]).token_ids for p, n in cases] == plain
+    assert model._compiled is not None  # noqa: SLF001 - the compiled step was used
+
+
+def test_chained_greedy_stops_and_sampling_match_the_plain_step(tiny_dirs, monkeypatch):
+    """Stopping early in the chained loop (one step too many has run) and host-side sampling on the
+    captured step both give what the plain step gives; a session after an early stop stays right."""
+    model = load(tiny_dirs["2b"], device="cuda", dtype="float32")
+    prompt = PROMPTS[1]
+    monkeypatch.setenv("TUTOR_CUDA_GRAPHS", "0")
+    full = model.generate(prompt, max_new_tokens=40, stop_token_ids=[]).token_ids
+    stop = full[9]
+    first_stop = full.index(stop)
+    plain_sampled = model.generate(prompt, max_new_tokens=40, temperature=0.8, seed=3, stop_token_ids=[]).token_ids
+    monkeypatch.setenv("TUTOR_CUDA_GRAPHS", "1")
+    stopped = model.generate(prompt, max_new_tokens=40, stop_token_ids=[stop])
+    assert stopped.token_ids == full[:first_stop + 1] and stopped.finish_reason == "stop"
+    assert model.generate(prompt, max_new_tokens=40, temperature=0.8, seed=3,
+                          stop_token_ids=[]).token_ids == plain_sampled
+    session = CompletionSession(model)
+    session.generate(prompt, max_new_tokens=40, stop_token_ids=[stop])
+    assert session.cached_ids[:len(prompt) + first_stop] == prompt + full[:first_stop]
+    longer = prompt + full[:first_stop + 1]
+    again = session.generate(longer, max_new_tokens=20, stop_token_ids=[])
+    assert again.cached_tokens >= len(prompt) + first_stop
+    assert again.token_ids == full[first_stop + 1:first_stop + 21]

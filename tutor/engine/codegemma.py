@@ -13,9 +13,10 @@ from torch import Tensor
 
 from .checkpoint import Checkpoint, inspect_checkpoint, iter_tensors, resolve_source
 from .config import ModelConfig, dtype_from_name
+from .decoding import ChainedGreedyLoop, HostLoop
 from .errors import CheckpointError, PromptError
-from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings, sample
-from .graphs import CapturedDecode, graphs_enabled
+from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings
+from .graphs import CapturedDecode, DecodeStep, compile_enabled, compiled_step, graphs_enabled
 from .model import KVCache, Transformer
 from .quant import Int8Embedding, Int8Linear, check_mode, quantize_int8, quantize_modules
 from .tokenizer import END_OF_TURN, EOS, StreamDecoder, Tokenizer
@@ -57,6 +58,8 @@ class CodeGemma:
         self._captured: weakref.WeakKeyDictionary[KVCache, CapturedDecode] = weakref.WeakKeyDictionary()
         self._spare_caches: dict[int, list[KVCache]] = {}
         self._pool_lock = threading.Lock()
+        self._compiled: DecodeStep | None = None
+        self._capture_lock = threading.Lock()  # torch.compile is not meant to run in two threads at once
 
     def __repr__(self) -> str:
         return (f"CodeGemma({self.config.variant}, {self.checkpoint.folder}, "
@@ -182,7 +185,11 @@ class CodeGemma:
             return lambda token, position: self.model.decode_step(token, position, cache)
         captured = self._captured.get(cache)
         if captured is None:
-            captured = self._captured[cache] = CapturedDecode(self.model, cache)
+            with self._capture_lock:
+                step = None
+                if compile_enabled(self.device):
+                    self._compiled = step = self._compiled or compiled_step(self.model)
+                captured = self._captured[cache] = CapturedDecode(self.model, cache, step)
         return captured
 
     def _pieces(self, request: Request, cache: KVCache | None = None, start: int = 0,
@@ -208,6 +215,15 @@ class CodeGemma:
         own_cache = cache is None
         if cache is None:
             cache = self._take_cache(self._cache_length(len(prompt) + budget))
+        loop: HostLoop | ChainedGreedyLoop | None = None
+        reported = 0  # generated tokens already added to cached_ids
+
+        def report_written() -> None:
+            nonlocal reported
+            if cached_ids is not None and loop is not None:
+                cached_ids.extend(generated[reported:loop.written])
+                reported = max(reported, min(loop.written, len(generated)))
+
         try:
             with torch.inference_mode():  # each block is entered and left between yields, never across one
                 ids = torch.tensor([prompt[start:]], dtype=torch.long, device=self.device)
@@ -215,15 +231,16 @@ class CodeGemma:
             if cached_ids is not None:
                 cached_ids.extend(prompt[start:])
             decode = self._decode_step(cache)
-            position = torch.tensor([len(prompt)], device=self.device)
-            for step in range(budget):
+            if params.greedy and isinstance(decode, CapturedDecode):
+                loop = ChainedGreedyLoop(logits, decode, len(prompt), budget)
+            else:
+                loop = HostLoop(logits, decode, len(prompt), budget, params, generator)
+            for token_id in loop:
                 if request.cancel.is_set():
                     reason = "cancelled"
                     break
-                with torch.inference_mode():
-                    token = sample(logits, params, generator)
-                token_id = int(token[0])  # the one sync per token: streaming needs the text now
                 generated.append(token_id)
+                report_written()
                 if token_id in request.stop_ids:
                     reason = "stop"
                     break
@@ -233,13 +250,8 @@ class CodeGemma:
                 if hit_stop:
                     reason = "stop"
                     break
-                if step + 1 < budget:
-                    with torch.inference_mode():
-                        logits = decode(token[:, None], position)
-                    position += 1
-                    if cached_ids is not None:
-                        cached_ids.append(token_id)
         finally:
+            report_written()
             if own_cache:
                 self._give_back(cache)
         if reason != "stop":
@@ -307,6 +319,8 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
             state[name] = tensor.to(device=target_device, dtype=target_dtype)
     model.load_state_dict(state, strict=True, assign=True)
     del state
+    if target_device.type == "cuda" and mode == "none":
+        model.fuse_projections()  # on the CPU it would copy weights that are now used in place
     model.prepare()  # buffers made on the meta device hold no data yet
     model.eval().requires_grad_(False)
     return CodeGemma(checkpoint, tokenizer, model)

@@ -9,11 +9,14 @@ cache and replayed for every token.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from .model import KVCache, Transformer
+from .model import CacheTensors, KVCache, Transformer
+
+DecodeStep = Callable[[Tensor, Tensor, KVCache], Tensor]
 
 
 def graphs_enabled(device: torch.device) -> bool:
@@ -21,11 +24,32 @@ def graphs_enabled(device: torch.device) -> bool:
     return device.type == "cuda" and os.environ.get("TUTOR_CUDA_GRAPHS", "1") != "0"
 
 
-class CapturedDecode:
-    """``model.decode_step`` for one cache, captured; call it like decode_step."""
+def compile_enabled(device: torch.device) -> bool:
+    """Whether the captured step is first compiled by torch.compile (TUTOR_COMPILE=1 on a GPU)."""
+    return graphs_enabled(device) and os.environ.get("TUTOR_COMPILE", "0") == "1"
 
-    def __init__(self, model: Transformer, cache: KVCache):
-        device = cache.k.device
+
+def compiled_step(model: Transformer) -> DecodeStep:
+    """``model.decode_step`` through torch.compile: its elementwise work (norms, rotary, GELU,
+    residuals, the mask) fused into a few generated kernels, which the graph then replays.
+
+    Compiling takes tens of seconds the first time per process (inductor's on-disk cache makes
+    later starts quicker). The cache goes in as plain tensors (lists of them), so that each new
+    cache is only new inputs to the compiled code; a second cache length makes that length dynamic
+    (one recompile).
+    """
+    compiled = torch.compile(
+        lambda ids, position, k, v, slots: model.decode_step(ids, position, CacheTensors(k, v, slots)),
+        fullgraph=True)
+    return lambda ids, position, cache: compiled(ids, position, cache.k, cache.v, cache.slots)
+
+
+class CapturedDecode:
+    """A decode step for one cache, captured; call it like decode_step without the cache."""
+
+    def __init__(self, model: Transformer, cache: KVCache, step: DecodeStep | None = None):
+        step = step or model.decode_step
+        device = cache.device
         self.token = torch.zeros((cache.batch, 1), dtype=torch.long, device=device)
         # The warm-up and the capture write the cache's last slot, which is masked until the step
         # at that position overwrites it first: whatever the cache holds stays valid.
@@ -34,12 +58,21 @@ class CapturedDecode:
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.inference_mode(), torch.cuda.stream(side):
             for _ in range(2):  # kernels choose their algorithms and allocate outside the capture
-                model.decode_step(self.token, self.position, cache)
+                step(self.token, self.position, cache)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         # thread_local: other threads may keep generating on other caches while this one is captured
         with torch.inference_mode(), torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-            self.logits = model.decode_step(self.token, self.position, cache)
+            self.logits = step(self.token, self.position, cache)
+            # For chained greedy decoding (tutor.engine.decoding): the step feeds itself its argmax
+            # and moves on one position. Callers that sample on the host overwrite both anyway.
+            self.token.copy_(self.logits.argmax(dim=-1, keepdim=True))
+            self.position.add_(1)
+
+    def start(self, token: Tensor, position: int) -> None:
+        """Set the first token [batch, 1] and its position before replaying the graph by hand."""
+        self.token.copy_(token)
+        self.position.fill_(position)
 
     def __call__(self, token: Tensor, position: Tensor) -> Tensor:
         self.token.copy_(token)

@@ -12,6 +12,8 @@ float32 and cast to the activation dtype.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,24 +38,44 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), weight=scale, eps=self.eps).type_as(x)
 
 
-class KVCache(nn.Module):
-    """Keys and values for every layer: [layers, batch, kv_heads, max_len, head_dim], allocated once."""
+class KVCache:
+    """Keys and values, one [batch, kv_heads, max_len, head_dim] tensor per layer, allocated once.
+
+    One tensor per layer (not one for all layers): a compiled step then writes each layer's new
+    entry in place; slices of one shared tensor made torch.compile copy the whole cache per step.
+    """
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int, dtype: torch.dtype, device: torch.device):
-        super().__init__()
-        shape = (config.num_layers, batch, config.num_kv_heads, max_len, config.head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        shape = (batch, config.num_kv_heads, max_len, config.head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_layers)]
         # Slot numbers, compared with positions to build the attention masks (made once, not per token).
-        self.register_buffer("slots", torch.arange(max_len, device=device), persistent=False)
+        self.slots = torch.arange(max_len, device=device)
 
     @property
     def batch(self) -> int:
-        return self.k.shape[1]
+        return self.k[0].shape[0]
 
     @property
     def max_len(self) -> int:
-        return self.k.shape[3]
+        return self.k[0].shape[2]
+
+    @property
+    def device(self) -> torch.device:
+        return self.slots.device
+
+    def copy_prefix(self, other: KVCache, length: int) -> None:
+        """Copy the first ``length`` positions of ``other`` (same model, any max_len) into this cache."""
+        for mine, theirs in zip(self.k + self.v, other.k + other.v, strict=True):
+            mine[:, :, :length].copy_(theirs[:, :, :length])
+
+
+class CacheTensors(NamedTuple):
+    """What the model reads of a cache; a compiled step is given these instead of the KVCache."""
+
+    k: list[Tensor]
+    v: list[Tensor]
+    slots: Tensor
 
 
 class Attention(nn.Module):
@@ -65,17 +87,30 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=False)
         self.v_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, h, bias=False)
+        self.qkv_proj: nn.Linear | None = None  # q, k and v in one matrix, after fuse()
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
+    def fuse(self) -> None:
+        """Replace q/k/v_proj by one matrix: one matmul (one read of x, one launch) instead of three."""
+        self.qkv_proj = _concatenated(self.q_proj, self.k_proj, self.v_proj)
+        del self.q_proj, self.k_proj, self.v_proj
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.qkv_proj is None:
+            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        kv = self.n_kv * self.head_dim
+        return self.qkv_proj(x).split((self.n_heads * self.head_dim, kv, kv), dim=-1)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | CacheTensors | None, layer: int,
                 positions: Tensor, mask: Tensor | None) -> Tensor:
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        q, k, v = self._qkv(x)
+        q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        v = v.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
-            cache.k[layer].index_copy_(2, positions, k)
-            cache.v[layer].index_copy_(2, positions, v)
+            cache.k[layer][:, :, positions] = k
+            cache.v[layer][:, :, positions] = v
             if mask is not None:  # attend over the cache; the mask hides what is not written yet
                 k, v = cache.k[layer], cache.v[layer]
         gqa = self.n_kv != self.n_heads
@@ -110,10 +145,27 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.gate_up_proj: nn.Linear | None = None  # gate and up in one matrix, after fuse()
+
+    def fuse(self) -> None:
+        self.gate_up_proj = _concatenated(self.gate_proj, self.up_proj)
+        del self.gate_proj, self.up_proj
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.gate_up_proj is None:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        else:
+            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
         # Always the tanh form, whatever config.json calls the activation.
-        return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
+        return self.down_proj(F.gelu(gate, approximate="tanh") * up)
+
+
+def _concatenated(*linears: nn.Linear) -> nn.Linear:
+    """One bias-free Linear whose output is the given ones' outputs side by side."""
+    weight = torch.cat([m.weight for m in linears])
+    fused = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+    fused.weight = nn.Parameter(weight, requires_grad=False)
+    return fused
 
 
 class DecoderLayer(nn.Module):
@@ -124,7 +176,7 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | CacheTensors | None, layer: int,
                 positions: Tensor, mask: Tensor | None) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, positions, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
@@ -176,6 +228,22 @@ class Transformer(nn.Module):
             if isinstance(module, RMSNorm):
                 module.prepare()
 
+    def fuse_projections(self) -> None:
+        """Concatenate q/k/v and gate/up weights (dense weights only): fewer, larger matmuls.
+
+        Each output column is the same dot product as before, so results differ at most by the
+        matmul kernel's rounding. Worth it on a GPU, where each small matmul is a launch and the
+        k/v matrices of the 2B model are too small to reach full bandwidth; the concatenation
+        copies the weights, which the GPU load does anyway.
+        """
+        for layer in self.model.layers:
+            if layer.self_attn.qkv_proj is not None:
+                continue  # already fused
+            if not isinstance(layer.self_attn.q_proj, nn.Linear) or not isinstance(layer.mlp.gate_proj, nn.Linear):
+                raise ValueError("only dense weights can be fused, not int8 ones")
+            layer.self_attn.fuse()
+            layer.mlp.fuse()
+
     @property
     def dtype(self) -> torch.dtype:
         """The activation dtype (the norms are never quantized)."""
@@ -192,7 +260,7 @@ class Transformer(nn.Module):
         h = self.model.embed_tokens(ids)
         return h * self.embed_scale.to(h.dtype)
 
-    def _run(self, ids: Tensor, positions: Tensor, cache: KVCache | None, mask: Tensor | None) -> Tensor:
+    def _run(self, ids: Tensor, positions: Tensor, cache: KVCache | CacheTensors | None, mask: Tensor | None) -> Tensor:
         h = self._embed(ids)
         cos = self.rope_cos[positions].to(h.dtype)
         sin = self.rope_sin[positions].to(h.dtype)
@@ -225,7 +293,7 @@ class Transformer(nn.Module):
         mask = cache.slots[None, :] <= positions[:, None]  # [t, max_len]: causal over cache + new block
         return self._run(ids, positions, cache, mask)
 
-    def decode_step(self, ids: Tensor, position: Tensor, cache: KVCache) -> Tensor:
+    def decode_step(self, ids: Tensor, position: Tensor, cache: KVCache | CacheTensors) -> Tensor:
         """One token per sequence at ``position`` (a 1-element tensor). Returns float logits [batch, vocab].
 
         Shapes never change between steps: the attention spans the whole cache under a mask.

@@ -91,7 +91,6 @@ class CompletionSession:
         with torch.inference_mode():
             cache = self.model.model.new_cache(1, self.model._cache_length(needed))
             if old is not None and keep:
-                cache.k[:, :, :, :keep].copy_(old.k[:, :, :, :keep])
-                cache.v[:, :, :, :keep].copy_(old.v[:, :, :, :keep])
+                cache.copy_prefix(old, keep)
         self._cache = cache  # only now: if allocating failed, the old cache still matches _ids
         return cache

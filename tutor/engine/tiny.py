@@ -66,16 +66,24 @@ def _corpus() -> Iterator[str]:
         yield from prose
 
 
-def train_tokenizer(special_kind: str = "user_defined", vocab_size: int = 1000) -> bytes:
+def train_tokenizer(special_kind: str = "user_defined", vocab_size: int = 1000, *, pad_to: int | None = None) -> bytes:
     """A SentencePiece model with CodeGemma's normalisation and special pieces, as bytes.
 
     ``special_kind`` chooses how the FIM and turn pieces are stored: "user_defined" (matched in
     raw text by SentencePiece, the riskier case) or "control" (never produced from text).
     Like Gemma: BPE, byte fallback, no dummy prefix, whitespace kept as is, digits split.
+    ``pad_to`` adds filler pieces ("w0", "w1", ...) up to that many pieces in all, for random
+    checkpoints at the real shapes: every id such a model samples then decodes to some text.
     """
     if special_kind not in ("user_defined", "control"):
         raise ValueError("special_kind must be 'user_defined' or 'control'")
     extra = [p for p in SPECIAL_PIECES if p not in (PAD, EOS, BOS, UNK)]
+    fillers = []
+    if pad_to is not None:
+        fillers = [f"w{i}" for i in range(pad_to - vocab_size)]
+        vocab_size = pad_to
+    symbols = {"user_defined_symbols": fillers, "control_symbols": []}
+    symbols[f"{special_kind}_symbols"] = extra + symbols[f"{special_kind}_symbols"]
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=_corpus(),
@@ -94,22 +102,31 @@ def train_tokenizer(special_kind: str = "user_defined", vocab_size: int = 1000) 
         pad_piece=PAD, eos_piece=EOS, bos_piece=BOS, unk_piece=UNK,
         num_threads=1,
         minloglevel=2,
-        **{f"{special_kind}_symbols": extra},
+        **symbols,
     )
     return model.getvalue()
 
 
 def random_state(config: ModelConfig, *, seed: int = 0, std: float = 0.02, norm_std: float = 0.1,
-                 dtype: torch.dtype = torch.bfloat16) -> Iterator[tuple[str, torch.Tensor]]:
-    """Random weights for every tensor of ``config``, norms included (they are offsets from 1)."""
+                 embed_std: float | None = None, dtype: torch.dtype = torch.bfloat16
+                 ) -> Iterator[tuple[str, torch.Tensor]]:
+    """Random weights for every tensor of ``config``, norms included (they are offsets from 1).
+
+    ``embed_std`` (default ``std``) sets the embedding's own: with std 0.02 at the real shapes the
+    scaled input embedding outweighs what the layers add, and greedy decoding repeats the last
+    token for ever (after a FIM prompt: <|fim_middle|>, a stop token, so nothing is generated).
+    """
     gen = torch.Generator().manual_seed(seed)
     for name, shape in expected_shapes(config).items():
         scale = norm_std if name.endswith("norm.weight") else std
+        if name.endswith("embed_tokens.weight") and embed_std is not None:
+            scale = embed_std
         yield name, (torch.randn(shape, generator=gen) * scale).to(dtype)
 
 
 def write_checkpoint(folder: str | Path, config: ModelConfig, tokenizer_model: bytes, *, seed: int = 0,
-                     std: float = 0.02, norm_std: float = 0.1, shards: int = 1, dialect: str = "old") -> Path:
+                     std: float = 0.02, norm_std: float = 0.1, embed_std: float | None = None, shards: int = 1,
+                     dialect: str = "old") -> Path:
     """Write a checkpoint folder for ``config`` with random weights in the Hugging Face layout."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,7 +150,8 @@ def write_checkpoint(folder: str | Path, config: ModelConfig, tokenizer_model: b
         weight_map.update(dict.fromkeys(shard, name))
         shard, number = {}, number + 1
 
-    for name, tensor in random_state(config, seed=seed, std=std, norm_std=norm_std, dtype=config.dtype):
+    for name, tensor in random_state(config, seed=seed, std=std, norm_std=norm_std, embed_std=embed_std,
+                                     dtype=config.dtype):
         shard[name] = tensor
         filled += tensor.numel()
         total_bytes += tensor.numel() * tensor.element_size()
