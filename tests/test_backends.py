@@ -157,3 +157,15 @@ def test_sessions_reuse_the_shared_prefix_locally_and_through_tutor_serve(local,
         assert again.text == plain.text  # and the tokens are those of a cold request
         other = backend.fill_in_middle(PREFIX + "x", SUFFIX, OPTS, session="nb.ipynb:cell-2").run()
         assert other.cached_tokens == 0  # another editor has its own cache
+
+
+def test_draft_tokens_give_the_same_text_locally_and_through_tutor_serve(local, remote, tiny_dirs):
+    vocab = Tokenizer(tiny_dirs["2b"] / "tokenizer.model").vocab_size
+    prompt = [2, *range(4, vocab)]  # every token occurs in the prompt, so there is always a draft
+    plain = local.complete(prompt, GenerationOptions(max_tokens=40)).run()
+    for backend in (local, remote):
+        got = backend.complete(prompt, GenerationOptions(max_tokens=40, draft_tokens=4)).run()
+        assert got.text == plain.text
+        assert got.accepted_draft_tokens + got.rejected_draft_tokens > 0  # the option reached the engine
+    with pytest.raises(BackendError, match="draft_tokens"):
+        GenerationOptions(draft_tokens=99)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tutor.engine import GenerationStream, PromptError, load
+from tutor.engine.decoding import find_draft
 from tutor.prompts import chat_prompt, fim_prompt
 
 PROMPT_TEXT = "def total(numbers):\n    result = 0\n    for value in numbers:\n"
@@ -186,3 +187,54 @@ def test_int8_weights_are_not_fused(tiny_2b_dir):
     model = load(tiny_2b_dir, device="cpu", quantize="int8")
     with pytest.raises(ValueError, match="int8"):
         model.model.fuse_projections()
+
+
+def test_find_draft_takes_what_followed_the_latest_match():
+    assert find_draft([1, 2, 3, 9, 2, 3, 7, 8, 2, 3], 2) == [7, 8]  # latest earlier "2 3"
+    assert find_draft([5, 6, 7, 1, 6, 7], 5) == [1, 6, 7]  # up to the end of the context
+    assert find_draft([1, 2, 3], 4) == []  # the last token never occurred before
+    assert find_draft([4], 3) == []
+
+
+@pytest.mark.parametrize("variant", ["2b", "7b"])
+def test_prompt_lookup_gives_the_greedy_tokens_in_fewer_passes(tiny_dirs, monkeypatch, variant):
+    """Drafts from an oracle that knows greedy's answer are all accepted (k + 1 tokens a pass);
+    wrong drafts are all rejected; either way the tokens are plain greedy's (float32)."""
+    import tutor.engine.decoding as decoding
+
+    model = load(tiny_dirs[variant], device="cpu", dtype="float32")
+    prompt = [2] + list(range(40, 52)) * 2
+    plain = model.generate(prompt, max_new_tokens=40, stop_token_ids=[])
+    assert plain.forward_passes == 39
+    truth = prompt + plain.token_ids
+    oracle = lambda context, k, max_ngram=3: truth[len(context):len(context) + k]  # noqa: E731
+    monkeypatch.setattr(decoding, "find_draft", oracle)
+    fast = model.generate(prompt, max_new_tokens=40, stop_token_ids=[], draft_tokens=4)
+    assert fast.token_ids == plain.token_ids
+    assert fast.accepted_tokens == fast.drafted_tokens > 0
+    assert fast.forward_passes == 8  # 39 tokens after the first, 5 a pass
+    wrong = lambda context, k, max_ngram=3: [(t + 1) % 900 + 10 for t in truth[len(context):len(context) + k]]  # noqa: E731
+    monkeypatch.setattr(decoding, "find_draft", wrong)
+    slow = model.generate(prompt, max_new_tokens=40, stop_token_ids=[], draft_tokens=4)
+    assert slow.token_ids == plain.token_ids and slow.accepted_tokens == 0 and slow.forward_passes == 39
+
+
+def test_prompt_lookup_in_a_session_keeps_the_cache_right(tiny_dirs):
+    from tutor.engine import CompletionSession
+
+    model = load(tiny_dirs["2b"], device="cpu", dtype="float32")
+    prompt = [2] + list(range(40, 50)) * 3
+    plain = model.generate(prompt, max_new_tokens=30, stop_token_ids=[])
+    session = CompletionSession(model)
+    first = session.generate(prompt, max_new_tokens=30, stop_token_ids=[], draft_tokens=6)
+    assert first.token_ids == plain.token_ids
+    assert session.cached_ids == prompt + plain.token_ids[:-1]
+    follow = prompt + plain.token_ids[:10]
+    again = session.generate(follow, max_new_tokens=20, stop_token_ids=[], draft_tokens=6)
+    assert again.cached_tokens == len(follow) - 1
+    assert again.token_ids == model.generate(follow, max_new_tokens=20, stop_token_ids=[]).token_ids
+
+
+def test_draft_tokens_must_not_be_negative(tiny_2b):
+    with pytest.raises(ValueError, match="draft_tokens"):
+        tiny_2b.generate([2, 40], draft_tokens=-1)

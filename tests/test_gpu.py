@@ -72,3 +72,23 @@ def test_chained_greedy_stops_and_sampling_match_the_plain_step(tiny_dirs, monke
     again = session.generate(longer, max_new_tokens=20, stop_token_ids=[])
     assert again.cached_tokens >= len(prompt) + first_stop
     assert again.token_ids == full[first_stop + 1:first_stop + 21]
+
+
+def test_prompt_lookup_on_captured_blocks_gives_the_greedy_tokens(tiny_dirs, monkeypatch):
+    """Verifying drafts with the captured, padded block: all-right and all-wrong drafts both give
+    plain greedy's tokens, also when the context's end leaves fewer spare positions than drafts."""
+    import tutor.engine.decoding as decoding
+
+    model = load(tiny_dirs["2b"], device="cuda", dtype="float32")
+    prompt = [2] + list(range(40, 52)) * 2
+    plain = model.generate(prompt, max_new_tokens=40, stop_token_ids=[])
+    truth = prompt + plain.token_ids
+    monkeypatch.setattr(decoding, "find_draft", lambda context, k, max_ngram=3: truth[len(context):len(context) + k])
+    fast = model.generate(prompt, max_new_tokens=40, stop_token_ids=[], draft_tokens=4)
+    assert fast.token_ids == plain.token_ids and fast.forward_passes == 8
+    monkeypatch.setattr(decoding, "find_draft", lambda context, k, max_ngram=3: [7] * k)
+    assert model.generate(prompt, max_new_tokens=40, stop_token_ids=[], draft_tokens=4).token_ids == plain.token_ids
+    near_end = [2] + [40 + i % 50 for i in range(model.context_length - 12)]
+    expected = model.generate(near_end, max_new_tokens=50, stop_token_ids=[]).token_ids
+    assert len(expected) == 11
+    assert model.generate(near_end, max_new_tokens=50, stop_token_ids=[], draft_tokens=8).token_ids == expected

@@ -109,6 +109,7 @@ def test_auth(server):
     (json.dumps({"prompt": "x", "n": 3}).encode(), 400, "n"),
     (json.dumps({"prompt": "x", "model": "gpt-4"}).encode(), 404, None),
     (json.dumps({"prompt": "x", "session": 7}).encode(), 400, "session"),
+    (json.dumps({"prompt": "x", "draft_tokens": 100}).encode(), 400, "draft_tokens"),
 ])
 def test_bad_requests_get_openai_errors(server, body, status, param):
     url, token = server

@@ -34,6 +34,9 @@ class NotConfigured(BackendError):
             status=503, kind="not_configured")
 
 
+MAX_DRAFT_TOKENS = 16
+
+
 @dataclass(frozen=True)
 class GenerationOptions:
     max_tokens: int = 256
@@ -41,6 +44,9 @@ class GenerationOptions:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # Greedy only: check up to this many tokens per forward pass, drafted from the prompt (for
+    # answers that copy their input, like fixes). Same tokens; servers other than tutor serve ignore it.
+    draft_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -49,6 +55,9 @@ class GenerationOptions:
             raise BackendError(f"temperature must be in [0, 2], got {self.temperature}", 400, "invalid_request_error")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise BackendError(f"top_p must be in (0, 1], got {self.top_p}", 400, "invalid_request_error")
+        if not 0 <= self.draft_tokens <= MAX_DRAFT_TOKENS:
+            raise BackendError(f"draft_tokens must be in [0, {MAX_DRAFT_TOKENS}], got {self.draft_tokens}", 400,
+                               "invalid_request_error")
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ class Completion:
     completion_tokens: int
     model: str = ""
     cached_tokens: int = 0  # prompt tokens whose KV cache was reused from the session's previous request
+    accepted_draft_tokens: int = 0  # with draft_tokens: drafted tokens the model agreed with ...
+    rejected_draft_tokens: int = 0  # ... and those it did not
     notices: tuple[str, ...] = field(default=())  # e.g. "the model worker was restarted"
 
 

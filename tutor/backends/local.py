@@ -94,7 +94,8 @@ class LocalBackend(Backend):
         try:
             stream = generate(ids, max_new_tokens=options.max_tokens, temperature=options.temperature,
                                     top_p=options.top_p, seed=options.seed, stop_token_ids=stop_token_ids,
-                                    stop_strings=options.stop, stream=True, cancel=cancel)
+                                    stop_strings=options.stop, stream=True, cancel=cancel,
+                                    draft_tokens=options.draft_tokens if not options.temperature else 0)
         except PromptError as exc:
             raise BackendError(str(exc), 400, "invalid_request_error") from exc
         return GenerationStream(_as_completion(stream, str(self.sources[role])), cancel)
@@ -109,4 +110,5 @@ def _as_completion(stream: GenerationStream[GenerationResult], model: str) -> Ge
     r = stream.result
     assert r is not None
     return Completion(r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, model,
-                      cached_tokens=r.cached_tokens)
+                      cached_tokens=r.cached_tokens, accepted_draft_tokens=r.accepted_tokens,
+                      rejected_draft_tokens=r.drafted_tokens - r.accepted_tokens)

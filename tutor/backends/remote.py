@@ -121,6 +121,8 @@ class RemoteBackend(Backend):
             body["stop"] = list(options.stop)
         if options.seed is not None:
             body["seed"] = options.seed
+        if options.draft_tokens and not options.temperature:
+            body["draft_tokens"] = options.draft_tokens  # tutor serve's extension (prompt lookup)
         response = self._request("POST", path, body, stream=True)
         cancel = threading.Event()
         return GenerationStream(_events(response, cancel, body["model"], chat=role == "chat"), cancel)
@@ -156,8 +158,10 @@ def _events(response: httpx.Response, cancel: threading.Event, model: str, chat:
     finally:
         response.close()  # stops the server's generation when we stop early
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    drafts = usage.get("completion_tokens_details") or {}
     return Completion("".join(text), finish, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), model,
-                      cached_tokens=cached)
+                      cached_tokens=cached, accepted_draft_tokens=drafts.get("accepted_prediction_tokens", 0),
+                      rejected_draft_tokens=drafts.get("rejected_prediction_tokens", 0))
 
 
 def _error_from(response: httpx.Response) -> BackendError:

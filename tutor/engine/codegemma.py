@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .checkpoint import Checkpoint, inspect_checkpoint, iter_tensors, resolve_source
 from .config import ModelConfig, dtype_from_name
-from .decoding import ChainedGreedyLoop, HostLoop
+from .decoding import ChainedGreedyLoop, HostLoop, PromptLookupLoop
 from .errors import CheckpointError, PromptError
 from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings
 from .graphs import CapturedDecode, DecodeStep, compile_enabled, compiled_step, graphs_enabled
@@ -43,6 +43,7 @@ class Request:
     stop_ids: set[int]
     stop_strings: tuple[str, ...]
     cancel: threading.Event
+    draft_tokens: int = 0  # > 0: greedy decoding with drafts looked up in the prompt (tutor.engine.decoding)
 
 
 class CodeGemma:
@@ -55,7 +56,8 @@ class CodeGemma:
         self.model = model
         # On a GPU each cache gets its decode step captured once (tutor.engine.graphs); finished
         # requests leave their cache here for the next request of the same size.
-        self._captured: weakref.WeakKeyDictionary[KVCache, CapturedDecode] = weakref.WeakKeyDictionary()
+        # Per cache: its captured steps by block length (1, and k + 1 for drafts of k tokens).
+        self._captured: weakref.WeakKeyDictionary[KVCache, dict[int, CapturedDecode]] = weakref.WeakKeyDictionary()
         self._spare_caches: dict[int, list[KVCache]] = {}
         self._pool_lock = threading.Lock()
         self._compiled: DecodeStep | None = None
@@ -125,29 +127,34 @@ class CodeGemma:
         stop_strings: Sequence[str] = (),
         stream: bool = False,
         cancel: threading.Event | None = None,
+        draft_tokens: int = 0,
     ) -> GenerationResult | GenerationStream[GenerationResult]:
         """Continue ``prompt_ids`` (one sequence). Greedy by default.
 
         Returns a :class:`GenerationResult`, or with ``stream=True`` a :class:`GenerationStream` of
         text pieces. ``cancel`` (an Event set from any thread) stops generation early; the stop
         tokens default to :meth:`default_stop_ids`; the text never includes a stop string.
+        ``draft_tokens`` (greedy only) checks up to that many tokens per forward pass, drafted from
+        the prompt: the same tokens in fewer passes when the output copies the input (fixes).
         """
         request = self._request(prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                                 top_p=top_p, seed=seed, stop_token_ids=stop_token_ids, stop_strings=stop_strings,
-                                cancel=cancel)
+                                cancel=cancel, draft_tokens=draft_tokens)
         streamed = GenerationStream(self._pieces(request), request.cancel)
         return streamed if stream else streamed.run()
 
     def _request(self, prompt_ids: Sequence[int], *, max_new_tokens: int = 256, temperature: float | None = 0.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  stop_token_ids: Iterable[int] | None = None, stop_strings: Sequence[str] = (),
-                 cancel: threading.Event | None = None) -> Request:
+                 cancel: threading.Event | None = None, draft_tokens: int = 0) -> Request:
         """Check the arguments of :meth:`generate` and bundle them; raises PromptError or ValueError."""
         prompt = [int(i) for i in prompt_ids]
         if not prompt:
             raise PromptError("the prompt is empty; give at least one token (usually <bos>).")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if draft_tokens < 0:
+            raise ValueError(f"draft_tokens must be >= 0, got {draft_tokens}")
         self._check_prompt(len(prompt), min(prompt), max(prompt))
         if len(prompt) >= self.context_length:
             raise PromptError(
@@ -157,7 +164,7 @@ class CodeGemma:
         budget = min(max_new_tokens, self.context_length - len(prompt))
         stops = set(self.default_stop_ids() if stop_token_ids is None else stop_token_ids)
         return Request(prompt, budget, SamplingParams(temperature, top_k, top_p, seed), stops, tuple(stop_strings),
-                       cancel or threading.Event())
+                       cancel or threading.Event(), draft_tokens)
 
     def _cache_length(self, tokens: int) -> int:
         """The cache size for ``tokens`` positions: rounded up so nearby sizes share one shape."""
@@ -183,14 +190,43 @@ class CodeGemma:
         """The decode step for ``cache``: captured in a CUDA graph on a GPU, else the plain one."""
         if not graphs_enabled(self.device):
             return lambda token, position: self.model.decode_step(token, position, cache)
-        captured = self._captured.get(cache)
+        return self._captured_step(cache, 1)
+
+    def _captured_step(self, cache: KVCache, tokens: int) -> CapturedDecode:
+        captured = self._captured.setdefault(cache, {}).get(tokens)
         if captured is None:
             with self._capture_lock:
                 step = None
-                if compile_enabled(self.device):
+                if tokens == 1 and compile_enabled(self.device):
                     self._compiled = step = self._compiled or compiled_step(self.model)
-                captured = self._captured[cache] = CapturedDecode(self.model, cache, step)
+                captured = self._captured[cache][tokens] = CapturedDecode(self.model, cache, step, tokens)
         return captured
+
+    def _verifier(self, cache: KVCache, draft_tokens: int) -> Callable[[Tensor, int], list[int]]:
+        """Runs a block of tokens at a position and returns each row's argmax (prompt lookup).
+
+        On a GPU the block is captured at its longest, 1 + draft_tokens, and shorter blocks are
+        padded: the padding's predictions are ignored and its cache entries lie past what is kept,
+        where the next block writes first. The cache needs draft_tokens spare positions for it.
+        """
+        if graphs_enabled(self.device):
+            captured = self._captured_step(cache, 1 + draft_tokens)
+
+            def verify_captured(block: Tensor, position: int) -> list[int]:
+                t = block.shape[1]
+                with torch.inference_mode():
+                    captured.token[:, :t].copy_(block)
+                    captured.token[:, t:].fill_(0)
+                    captured.position.fill_(position)
+                    captured.graph.replay()
+                    return captured.predicted[0, :t].tolist()
+            return verify_captured
+
+        def verify(block: Tensor, position: int) -> list[int]:
+            with torch.inference_mode():
+                where = torch.tensor([position], device=self.device)
+                return self.model.decode_block(block, where, cache)[0].argmax(dim=-1).tolist()
+        return verify
 
     def _pieces(self, request: Request, cache: KVCache | None = None, start: int = 0,
                 cached_ids: list[int] | None = None) -> Generator[str, None, GenerationResult]:
@@ -214,8 +250,8 @@ class CodeGemma:
 
         own_cache = cache is None
         if cache is None:
-            cache = self._take_cache(self._cache_length(len(prompt) + budget))
-        loop: HostLoop | ChainedGreedyLoop | None = None
+            cache = self._take_cache(self._cache_length(len(prompt) + budget + request.draft_tokens))
+        loop: HostLoop | ChainedGreedyLoop | PromptLookupLoop | None = None
         reported = 0  # generated tokens already added to cached_ids
 
         def report_written() -> None:
@@ -230,11 +266,15 @@ class CodeGemma:
                 logits = self.model.head(self.model.prefill(ids, cache, start=start)[:, -1]).float()
             if cached_ids is not None:
                 cached_ids.extend(prompt[start:])
-            decode = self._decode_step(cache)
-            if params.greedy and isinstance(decode, CapturedDecode):
+            # Drafts need spare cache positions (see _verifier); near the context's end there are fewer.
+            draft_tokens = min(request.draft_tokens, cache.max_len - len(prompt) - budget)
+            if draft_tokens > 0 and params.greedy:
+                verify = self._verifier(cache, draft_tokens)
+                loop = PromptLookupLoop(logits, verify, prompt, budget, draft_tokens)
+            elif params.greedy and isinstance(decode := self._decode_step(cache), CapturedDecode):
                 loop = ChainedGreedyLoop(logits, decode, len(prompt), budget)
             else:
-                loop = HostLoop(logits, decode, len(prompt), budget, params, generator)
+                loop = HostLoop(logits, self._decode_step(cache), len(prompt), budget, params, generator)
             for token_id in loop:
                 if request.cancel.is_set():
                     reason = "cancelled"
@@ -267,6 +307,9 @@ class CodeGemma:
             prompt_tokens=len(prompt),
             completion_tokens=len(generated),
             cached_tokens=start,
+            forward_passes=loop.forward_passes if loop is not None else 0,
+            drafted_tokens=getattr(loop, "drafted", 0),
+            accepted_tokens=getattr(loop, "accepted", 0),
         )
 
 

@@ -7,11 +7,16 @@ how many of them already have their keys and values in the cache (queued on the 
   writes its own argmax back into its input, so the next step is queued before Python reads the
   current token, and the GPU never waits for the host. If the caller stops early, one step too
   many has run; its keys and values sit past the cache's valid length, where nothing reads them.
+- :class:`PromptLookupLoop` is greedy decoding that drafts up to k tokens by looking the last few
+  tokens up in the prompt (and in what it generated), then checks the whole draft in one forward
+  pass: an edit of its input, such as a fix, mostly copies it, and every accepted draft token is
+  a forward pass saved. The tokens are greedy decoding's (the pass computes each position's
+  argmax, exactly as one-token steps would, up to rounding between kernel shapes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -27,6 +32,10 @@ class HostLoop:
         self.position = torch.tensor([position], device=logits.device)
         self.params, self.generator = params, generator
         self.written = 0
+
+    @property
+    def forward_passes(self) -> int:
+        return self.written
 
     def __iter__(self) -> Iterator[int]:
         logits = self.logits
@@ -46,6 +55,10 @@ class ChainedGreedyLoop:
         self.logits, self.captured, self.position, self.budget = logits, captured, position, budget
         self.written = 0
 
+    @property
+    def forward_passes(self) -> int:
+        return self.written
+
     def __iter__(self) -> Iterator[int]:
         captured = self.captured
         # Two host buffers, alternating, so a token is never overwritten before Python has read it.
@@ -64,3 +77,50 @@ class ChainedGreedyLoop:
                 ready[(n + 1) % 2].record()
             ready[n % 2].synchronize()
             yield int(host[n % 2][0, 0])
+
+
+def find_draft(context: Sequence[int], k: int, max_ngram: int = 3) -> list[int]:
+    """Up to ``k`` tokens that followed the latest earlier occurrence of the context's last n tokens
+    (the longest n <= max_ngram that occurs); empty if none does."""
+    size = len(context)
+    for n in range(min(max_ngram, size - 1), 0, -1):
+        tail = list(context[size - n:])
+        for start in range(size - n - 1, -1, -1):  # latest first: the most recent context fits best
+            if list(context[start:start + n]) == tail:
+                return list(context[start + n:start + n + k])
+    return []
+
+
+class PromptLookupLoop:
+    """``verify(ids [1, t], position)`` runs the block at ``position`` and returns each row's argmax."""
+
+    def __init__(self, logits: Tensor, verify: Callable[[Tensor, int], list[int]], prompt: Sequence[int],
+                 budget: int, k: int):
+        self.logits, self.verify, self.budget, self.k = logits, verify, budget, k
+        self.context = list(prompt)
+        self.written = self.forward_passes = self.drafted = self.accepted = 0
+
+    def __iter__(self) -> Iterator[int]:
+        context, device = self.context, self.logits.device
+        pending = [int(self.logits.argmax(dim=-1)[0])]  # tokens decided, not yet given out
+        emitted = 0
+        while True:
+            for token in pending:
+                context.append(token)
+                emitted += 1
+                yield token
+                if emitted == self.budget:
+                    return
+            # The last token given out is not in the cache yet: it leads the block, with the draft
+            # after it; the block ends inside the budget, so it also fits in the cache.
+            draft = find_draft(context, min(self.k, self.budget - emitted - 1))
+            block = torch.tensor([[context[-1], *draft]], dtype=torch.long, device=device)
+            predicted = self.verify(block, len(context) - 1)
+            self.forward_passes += 1
+            accepted = 0
+            while accepted < len(draft) and draft[accepted] == predicted[accepted]:
+                accepted += 1
+            self.drafted += len(draft)
+            self.accepted += accepted
+            self.written += 1 + accepted  # the lead token and the accepted draft hold valid entries
+            pending = [*draft[:accepted], predicted[accepted]]

@@ -93,6 +93,9 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens whose keys and values were reused from a session's cache
+    forward_passes: int = 0  # after the prefill: one-token steps, or blocks verifying drafted tokens
+    drafted_tokens: int = 0  # with prompt lookup: tokens proposed ...
+    accepted_tokens: int = 0  # ... and those the model agreed with (each one a forward pass saved)
 
 
 R = TypeVar("R")

@@ -45,15 +45,21 @@ def compiled_step(model: Transformer) -> DecodeStep:
 
 
 class CapturedDecode:
-    """A decode step for one cache, captured; call it like decode_step without the cache."""
+    """A decode step for one cache, captured; call it like decode_step without the cache.
 
-    def __init__(self, model: Transformer, cache: KVCache, step: DecodeStep | None = None):
+    With ``tokens`` > 1 it is a block of that many tokens (``model.decode_block``, for verifying
+    drafts): ``predicted`` then holds each row's argmax after a replay, and nothing is chained.
+    """
+
+    def __init__(self, model: Transformer, cache: KVCache, step: DecodeStep | None = None, tokens: int = 1):
+        if tokens > 1:
+            step = model.decode_block
         step = step or model.decode_step
         device = cache.device
-        self.token = torch.zeros((cache.batch, 1), dtype=torch.long, device=device)
-        # The warm-up and the capture write the cache's last slot, which is masked until the step
-        # at that position overwrites it first: whatever the cache holds stays valid.
-        self.position = torch.full((1,), cache.max_len - 1, dtype=torch.long, device=device)
+        self.token = torch.zeros((cache.batch, tokens), dtype=torch.long, device=device)
+        # The warm-up and the capture write the cache's last slots, which are masked until the step
+        # at those positions overwrites them first: whatever the cache holds stays valid.
+        self.position = torch.full((1,), cache.max_len - tokens, dtype=torch.long, device=device)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.inference_mode(), torch.cuda.stream(side):
@@ -64,10 +70,13 @@ class CapturedDecode:
         # thread_local: other threads may keep generating on other caches while this one is captured
         with torch.inference_mode(), torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.logits = step(self.token, self.position, cache)
-            # For chained greedy decoding (tutor.engine.decoding): the step feeds itself its argmax
-            # and moves on one position. Callers that sample on the host overwrite both anyway.
-            self.token.copy_(self.logits.argmax(dim=-1, keepdim=True))
-            self.position.add_(1)
+            if tokens > 1:
+                self.predicted = self.logits.argmax(dim=-1)
+            else:
+                # For chained greedy decoding (tutor.engine.decoding): the step feeds itself its
+                # argmax and moves on one position. Callers that sample on the host overwrite both.
+                self.token.copy_(self.logits.argmax(dim=-1, keepdim=True))
+                self.position.add_(1)
 
     def start(self, token: Tensor, position: int) -> None:
         """Set the first token [batch, 1] and its position before replaying the graph by hand."""

@@ -293,6 +293,15 @@ class Transformer(nn.Module):
         mask = cache.slots[None, :] <= positions[:, None]  # [t, max_len]: causal over cache + new block
         return self._run(ids, positions, cache, mask)
 
+    def decode_block(self, ids: Tensor, position: Tensor, cache: KVCache | CacheTensors) -> Tensor:
+        """``ids`` [batch, t] at positions ``position`` .. + t - 1 (a 1-element tensor): float logits
+        [batch, t, vocab], one row per token. Like decode_step, shapes depend only on t (a block of
+        drafted tokens is verified so); each token attends to the cache and the block up to itself.
+        """
+        positions = position + torch.arange(ids.shape[1], device=ids.device)
+        mask = cache.slots[None, :] <= positions[:, None]  # [t, max_len]
+        return self.head(self._run(ids, positions, cache, mask)).float()
+
     def decode_step(self, ids: Tensor, position: Tensor, cache: KVCache | CacheTensors) -> Tensor:
         """One token per sequence at ``position`` (a 1-element tensor). Returns float logits [batch, vocab].
 

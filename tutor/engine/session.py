@@ -66,11 +66,13 @@ class CompletionSession:
         stop_strings: Sequence[str] = (),
         stream: bool = False,
         cancel: threading.Event | None = None,
+        draft_tokens: int = 0,
     ) -> GenerationResult | GenerationStream:
         """Like :meth:`CodeGemma.generate`; ``result.cached_tokens`` says how much of the prompt was reused."""
         request = self.model._request(prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature,
                                       top_k=top_k, top_p=top_p, seed=seed, stop_token_ids=stop_token_ids,
-                                      stop_strings=stop_strings, cancel=cancel)
+                                      stop_strings=stop_strings, cancel=cancel,
+                                      draft_tokens=draft_tokens)
         streamed = GenerationStream(self._pieces(request), request.cancel)
         return streamed if stream else streamed.run()
 
@@ -80,7 +82,7 @@ class CompletionSession:
             # At least the last prompt token is prefilled: its logits give the first new token.
             keep = min(common_prefix(self._ids, prompt), len(prompt) - 1)
             self._ids = self._ids[:keep]  # from here on, _ids grows only as the cache is written
-            cache = self._reserve(len(prompt) + request.max_new_tokens, keep)
+            cache = self._reserve(len(prompt) + request.max_new_tokens + request.draft_tokens, keep)
             return (yield from self.model._pieces(request, cache, start=keep, cached_ids=self._ids))
 
     def _reserve(self, needed: int, keep: int) -> KVCache:

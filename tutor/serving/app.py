@@ -23,7 +23,7 @@ from typing import Any
 import tornado.web
 from tornado.iostream import StreamClosedError
 
-from ..backends.base import BackendError, Completion, CompletionStream, GenerationOptions
+from ..backends.base import MAX_DRAFT_TOKENS, BackendError, Completion, CompletionStream, GenerationOptions
 from ..backends.local import LocalBackend
 
 _DONE = object()
@@ -233,7 +233,10 @@ class GenerationHandler(BaseHandler):
 def usage(result: Completion) -> dict[str, Any]:
     return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
             "total_tokens": result.prompt_tokens + result.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": result.cached_tokens}}
+            "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
+            # named as in OpenAI's predicted outputs, the same idea: drafted tokens accepted or not
+            "completion_tokens_details": {"accepted_prediction_tokens": result.accepted_draft_tokens,
+                                          "rejected_prediction_tokens": result.rejected_draft_tokens}}
 
 
 def invalid(param: str, why: str) -> BackendError:
@@ -265,8 +268,12 @@ def options_from(body: dict[str, Any], default_max_tokens: int | None) -> Genera
     seed = body.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise invalid("seed", "must be an integer")
+    draft_tokens = body.get("draft_tokens", 0)
+    if not isinstance(draft_tokens, int) or isinstance(draft_tokens, bool) or not 0 <= draft_tokens <= MAX_DRAFT_TOKENS:
+        raise invalid("draft_tokens", f"must be an integer from 0 to {MAX_DRAFT_TOKENS} (tokens drafted from the "
+                                      "prompt per forward pass, greedy only)")
     return GenerationOptions(max_tokens=max_tokens, temperature=float(temperature), top_p=top_p,
-                             stop=tuple(stop), seed=seed)
+                             stop=tuple(stop), seed=seed, draft_tokens=draft_tokens)
 
 
 class CompletionsHandler(GenerationHandler):

@@ -88,7 +88,9 @@ def propose_fix(backend: Backend, source: str, error: str, *, syntax_error: bool
 
     ``on_text`` receives the model's reply as it streams (for a progress display).
     """
-    options = options or GenerationOptions(max_tokens=max(256, 2 * len(source) // 3 + 128), temperature=0.0)
+    # A fix mostly copies the student's code: greedy with drafts looked up in it (same tokens, fewer passes).
+    options = options or GenerationOptions(max_tokens=max(256, 2 * len(source) // 3 + 128), temperature=0.0,
+                                           draft_tokens=8)
     problems: list[str] = []
     words = ""
     for attempt in range(1, attempts + 1):
