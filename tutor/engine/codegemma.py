@@ -271,10 +271,12 @@ class CodeGemma:
             if draft_tokens > 0 and params.greedy:
                 verify = self._verifier(cache, draft_tokens)
                 loop = PromptLookupLoop(logits, verify, prompt, budget, draft_tokens)
-            elif params.greedy and isinstance(decode := self._decode_step(cache), CapturedDecode):
-                loop = ChainedGreedyLoop(logits, decode, len(prompt), budget)
             else:
-                loop = HostLoop(logits, self._decode_step(cache), len(prompt), budget, params, generator)
+                decode = self._decode_step(cache)
+                if params.greedy and isinstance(decode, CapturedDecode):
+                    loop = ChainedGreedyLoop(logits, decode, len(prompt), budget)
+                else:
+                    loop = HostLoop(logits, decode, len(prompt), budget, params, generator)
             for token_id in loop:
                 if request.cancel.is_set():
                     reason = "cancelled"
@@ -308,8 +310,8 @@ class CodeGemma:
             completion_tokens=len(generated),
             cached_tokens=start,
             forward_passes=loop.forward_passes if loop is not None else 0,
-            drafted_tokens=getattr(loop, "drafted", 0),
-            accepted_tokens=getattr(loop, "accepted", 0),
+            drafted_tokens=loop.drafted if loop is not None else 0,
+            accepted_tokens=loop.accepted if loop is not None else 0,
         )
 
 

@@ -26,6 +26,8 @@ from .graphs import CapturedDecode
 
 
 class HostLoop:
+    drafted = accepted = 0  # no drafts
+
     def __init__(self, logits: Tensor, step: Callable[[Tensor, Tensor], Tensor], position: int, budget: int,
                  params: SamplingParams, generator: torch.Generator | None):
         self.logits, self.step, self.budget = logits, step, budget
@@ -51,6 +53,8 @@ class HostLoop:
 
 
 class ChainedGreedyLoop:
+    drafted = accepted = 0
+
     def __init__(self, logits: Tensor, captured: CapturedDecode, position: int, budget: int):
         self.logits, self.captured, self.position, self.budget = logits, captured, position, budget
         self.written = 0
