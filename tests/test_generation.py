@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tutor.engine import GenerationStream, PromptError, load
-from tutor.engine.decoding import find_draft
+from tutor.engine.decoding import Drafter, find_draft
 from tutor.prompts import chat_prompt, fim_prompt
 
 PROMPT_TEXT = "def total(numbers):\n    result = 0\n    for value in numbers:\n"
@@ -194,6 +194,22 @@ def test_find_draft_takes_what_followed_the_latest_match():
     assert find_draft([5, 6, 7, 1, 6, 7], 5) == [1, 6, 7]  # up to the end of the context
     assert find_draft([1, 2, 3], 4) == []  # the last token never occurred before
     assert find_draft([4], 3) == []
+    import random
+
+    rng = random.Random(0)
+    tokens = [rng.randrange(6) for _ in range(300)]
+    drafter = Drafter(tokens[:1])
+    for i in range(1, len(tokens)):  # the index, grown token by token, agrees with a plain scan
+        drafter.extend(tokens[i:i + 1])
+        context = tokens[:i + 1]
+        for n in (3, 2, 1):
+            tail = context[-n:]
+            starts = [s for s in range(len(context) - n) if context[s:s + n] == tail]
+            if starts:
+                assert drafter.draft(4) == context[starts[-1] + n:starts[-1] + n + 4]
+                break
+        else:
+            assert drafter.draft(4) == []
 
 
 @pytest.mark.parametrize("variant", ["2b", "7b"])
@@ -207,14 +223,14 @@ def test_prompt_lookup_gives_the_greedy_tokens_in_fewer_passes(tiny_dirs, monkey
     plain = model.generate(prompt, max_new_tokens=40, stop_token_ids=[])
     assert plain.forward_passes == 39
     truth = prompt + plain.token_ids
-    oracle = lambda context, k, max_ngram=3: truth[len(context):len(context) + k]  # noqa: E731
-    monkeypatch.setattr(decoding, "find_draft", oracle)
+    oracle = lambda self, k: truth[len(self.context):len(self.context) + k]  # noqa: E731
+    monkeypatch.setattr(decoding.Drafter, "draft", oracle)
     fast = model.generate(prompt, max_new_tokens=40, stop_token_ids=[], draft_tokens=4)
     assert fast.token_ids == plain.token_ids
     assert fast.accepted_tokens == fast.drafted_tokens > 0
     assert fast.forward_passes == 8  # 39 tokens after the first, 5 a pass
-    wrong = lambda context, k, max_ngram=3: [(t + 1) % 900 + 10 for t in truth[len(context):len(context) + k]]  # noqa: E731
-    monkeypatch.setattr(decoding, "find_draft", wrong)
+    wrong = lambda self, k: [(t + 1) % 900 + 10 for t in truth[len(self.context):len(self.context) + k]]  # noqa: E731
+    monkeypatch.setattr(decoding.Drafter, "draft", wrong)
     slow = model.generate(prompt, max_new_tokens=40, stop_token_ids=[], draft_tokens=4)
     assert slow.token_ids == plain.token_ids and slow.accepted_tokens == 0 and slow.forward_passes == 39
 

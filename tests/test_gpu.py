@@ -83,10 +83,10 @@ def test_prompt_lookup_on_captured_blocks_gives_the_greedy_tokens(tiny_dirs, mon
     prompt = [2] + list(range(40, 52)) * 2
     plain = model.generate(prompt, max_new_tokens=40, stop_token_ids=[])
     truth = prompt + plain.token_ids
-    monkeypatch.setattr(decoding, "find_draft", lambda context, k, max_ngram=3: truth[len(context):len(context) + k])
+    monkeypatch.setattr(decoding.Drafter, "draft", lambda self, k: truth[len(self.context):len(self.context) + k])
     fast = model.generate(prompt, max_new_tokens=40, stop_token_ids=[], draft_tokens=4)
     assert fast.token_ids == plain.token_ids and fast.forward_passes == 8
-    monkeypatch.setattr(decoding, "find_draft", lambda context, k, max_ngram=3: [7] * k)
+    monkeypatch.setattr(decoding.Drafter, "draft", lambda self, k: [7] * k)
     assert model.generate(prompt, max_new_tokens=40, stop_token_ids=[], draft_tokens=4).token_ids == plain.token_ids
     near_end = [2] + [40 + i % 50 for i in range(model.context_length - 12)]
     expected = model.generate(near_end, max_new_tokens=50, stop_token_ids=[]).token_ids

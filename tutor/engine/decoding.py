@@ -83,16 +83,35 @@ class ChainedGreedyLoop:
             yield int(host[n % 2][0, 0])
 
 
+class Drafter:
+    """The tokens that followed the latest earlier occurrence of the context's last n tokens (the
+    longest n <= max_ngram that occurs), kept in an index of n-grams so each lookup is O(1)."""
+
+    def __init__(self, context: Sequence[int] = (), max_ngram: int = 3):
+        self.context: list[int] = []
+        self.max_ngram = max_ngram
+        self._end: dict[tuple[int, ...], int] = {}  # n-gram -> where its latest followed occurrence ends
+        self.extend(context)
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        for token in tokens:
+            size = len(self.context)  # the n-grams ending here now have a token after them
+            for n in range(1, min(self.max_ngram, size) + 1):
+                self._end[tuple(self.context[size - n:])] = size
+            self.context.append(token)
+
+    def draft(self, k: int) -> list[int]:
+        size = len(self.context)
+        for n in range(min(self.max_ngram, size), 0, -1):
+            end = self._end.get(tuple(self.context[size - n:]))
+            if end is not None:
+                return self.context[end:end + k]
+        return []
+
+
 def find_draft(context: Sequence[int], k: int, max_ngram: int = 3) -> list[int]:
-    """Up to ``k`` tokens that followed the latest earlier occurrence of the context's last n tokens
-    (the longest n <= max_ngram that occurs); empty if none does."""
-    size = len(context)
-    for n in range(min(max_ngram, size - 1), 0, -1):
-        tail = list(context[size - n:])
-        for start in range(size - n - 1, -1, -1):  # latest first: the most recent context fits best
-            if list(context[start:start + n]) == tail:
-                return list(context[start + n:start + n + k])
-    return []
+    """:meth:`Drafter.draft` for one context."""
+    return Drafter(context, max_ngram).draft(k)
 
 
 class PromptLookupLoop:
@@ -101,23 +120,23 @@ class PromptLookupLoop:
     def __init__(self, logits: Tensor, verify: Callable[[Tensor, int], list[int]], prompt: Sequence[int],
                  budget: int, k: int):
         self.logits, self.verify, self.budget, self.k = logits, verify, budget, k
-        self.context = list(prompt)
+        self.drafter = Drafter(prompt)
         self.written = self.forward_passes = self.drafted = self.accepted = 0
 
     def __iter__(self) -> Iterator[int]:
-        context, device = self.context, self.logits.device
+        context, device = self.drafter.context, self.logits.device
         pending = [int(self.logits.argmax(dim=-1)[0])]  # tokens decided, not yet given out
         emitted = 0
         while True:
             for token in pending:
-                context.append(token)
+                self.drafter.extend((token,))
                 emitted += 1
                 yield token
                 if emitted == self.budget:
                     return
             # The last token given out is not in the cache yet: it leads the block, with the draft
             # after it; the block ends inside the budget, so it also fits in the cache.
-            draft = find_draft(context, min(self.k, self.budget - emitted - 1))
+            draft = self.drafter.draft(min(self.k, self.budget - emitted - 1))
             block = torch.tensor([[context[-1], *draft]], dtype=torch.long, device=device)
             predicted = self.verify(block, len(context) - 1)
             self.forward_passes += 1
