@@ -100,7 +100,7 @@ def block_cost(shape: str, device: str, drafts: list[int], repeats: int = 5) -> 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_engine import ensure_checkpoint
 
-    model = load(ensure_checkpoint(ROOT / ".bench", shape), device=device, dtype="bfloat16")
+    model = load(ensure_checkpoint(ROOT / ".bench", shape), device=device, dtype="bfloat16", quantize="none")
     cache = model.model.new_cache(1, 1280)
     rows = []
     for t in (1, *[1 + k for k in drafts]):

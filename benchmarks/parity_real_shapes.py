@@ -27,7 +27,7 @@ def compare(folder: Path, device: str, dtype: torch.dtype, prompt_len: int, new:
 
     from tutor.engine import load
 
-    ours = load(folder, device=device, dtype=dtype)
+    ours = load(folder, device=device, dtype=dtype, quantize="none")  # parity is about full precision
     ref = GemmaForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(4, 1000, (1, prompt_len), generator=gen)

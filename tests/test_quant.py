@@ -15,6 +15,7 @@ from tutor.engine.quant import (
     _KERNEL_MAX_ROWS,
     Int8Embedding,
     Int8Linear,
+    choose_mode,
     int8_linear,
     quantize_int8,
     quantize_modules,
@@ -154,3 +155,33 @@ def test_unknown_quantize_values_are_refused(tiny_2b_dir, monkeypatch):
     monkeypatch.setenv("TUTOR_QUANTIZE", "fp8")
     with pytest.raises(TutorError, match=r"unknown TUTOR_QUANTIZE value 'fp8': use one of int8, none"):
         load(tiny_2b_dir, device="cpu")
+
+
+def test_choose_mode_takes_int8_only_when_memory_requires_it():
+    gib = 2**30
+    assert choose_mode(5 * gib, 3 * gib, 16 * gib) == ("none", None)  # fits: unquantized
+    assert choose_mode(5 * gib, 3 * gib, None) == ("none", None)  # unknown memory: as asked (nothing)
+    mode, warning = choose_mode(16 * gib, 8 * gib, 12 * gib)
+    assert mode == "int8" and "16.0 GiB" in warning and "TUTOR_QUANTIZE=none" in warning
+    assert choose_mode(16 * gib, 8 * gib, 6 * gib) == ("none", None)  # int8 would not fit either
+
+
+def test_a_cpu_without_room_for_the_weights_loads_int8_with_a_warning(tiny_2b_dir, monkeypatch):
+    import tutor.engine.codegemma as codegemma
+
+    model = load(tiny_2b_dir, device="cpu")
+    numel = sum(t.numel() for t in model.model.state_dict().values())
+    monkeypatch.delenv("TUTOR_QUANTIZE", raising=False)
+    monkeypatch.setattr(codegemma, "available_memory", lambda: int(numel * 1.5))  # room for int8, not bfloat16
+    with pytest.warns(UserWarning, match="loading them as int8"):
+        small = load(tiny_2b_dir, device="cpu")
+    assert isinstance(small.model.model.embed_tokens, Int8Embedding)
+    for asked in ("none", ""):  # asking (even for none) is obeyed; an empty variable counts as unset
+        monkeypatch.setenv("TUTOR_QUANTIZE", asked)
+        if asked:
+            assert isinstance(load(tiny_2b_dir, device="cpu").model.model.embed_tokens, nn.Embedding)
+        else:
+            with pytest.warns(UserWarning):
+                assert isinstance(load(tiny_2b_dir, device="cpu").model.model.embed_tokens, Int8Embedding)
+    monkeypatch.delenv("TUTOR_QUANTIZE")
+    assert isinstance(load(tiny_2b_dir, device="cpu", quantize="none").model.model.embed_tokens, nn.Embedding)

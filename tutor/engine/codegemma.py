@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -11,14 +12,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .checkpoint import Checkpoint, inspect_checkpoint, iter_tensors, resolve_source
+from .checkpoint import Checkpoint, expected_shapes, inspect_checkpoint, iter_tensors, resolve_source
 from .config import ModelConfig, dtype_from_name
 from .decoding import ChainedGreedyLoop, HostLoop, PromptLookupLoop
 from .errors import CheckpointError, PromptError
 from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings
 from .graphs import CapturedDecode, DecodeStep, compile_enabled, compiled_step, graphs_enabled
 from .model import KVCache, Transformer
-from .quant import Int8Embedding, Int8Linear, check_mode, quantize_int8, quantize_modules
+from .quant import (
+    Int8Embedding,
+    Int8Linear,
+    available_memory,
+    check_mode,
+    choose_mode,
+    quantize_int8,
+    quantize_modules,
+)
 from .tokenizer import END_OF_TURN, EOS, StreamDecoder, Tokenizer
 
 # Caches are sized to the request, rounded up so nearby sizes share one shape.
@@ -324,14 +333,13 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
     to TUTOR_DEVICE, else CUDA when present, else CPU; ``dtype`` to the checkpoint's own.
     ``quantize="int8"`` stores every matmul weight (and the tied embedding / output head) as int8
     with per-channel scales, for faster CPU decoding; ``"none"`` turns it off; the default reads
-    TUTOR_QUANTIZE, else none.
+    TUTOR_QUANTIZE, else none, except on a CPU whose available memory cannot hold the weights but
+    can hold them in int8: then int8, with a warning that says so.
     The whole folder is checked before any weight is read, so a bad folder raises
     :class:`CheckpointError` and leaves nothing half-built.
     """
-    if quantize is None:  # the one place the environment variable is read
-        mode = check_mode(os.environ.get("TUTOR_QUANTIZE"), "TUTOR_QUANTIZE")
-    else:
-        mode = check_mode(quantize)
+    asked = quantize if quantize is not None else os.environ.get("TUTOR_QUANTIZE") or None  # read here only
+    mode = check_mode(asked, "quantize" if quantize is not None else "TUTOR_QUANTIZE")
     folder = resolve_source(source)
     checkpoint = inspect_checkpoint(folder)
     tokenizer = Tokenizer(checkpoint.tokenizer_path)
@@ -344,6 +352,12 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
     target_dtype = dtype_from_name(dtype) or checkpoint.config.dtype
     if target_device.type == "cuda" and not torch.cuda.is_available():
         raise CheckpointError("device 'cuda' was asked for but torch sees no GPU; use device='cpu'.")
+    if not asked and target_device.type == "cpu":
+        numel = sum(torch.Size(s).numel() for s in expected_shapes(checkpoint.config).values())
+        dense = numel * torch.finfo(target_dtype).bits // 8
+        mode, warning = choose_mode(dense, numel + dense // 64, available_memory())  # int8 + scales, roughly
+        if warning:
+            warnings.warn(f"{folder.name}: {warning}", UserWarning, stacklevel=2)
 
     with torch.device("meta"):
         model = Transformer(checkpoint.config)

@@ -114,6 +114,29 @@ def weight_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def choose_mode(dense_bytes: int, int8_bytes: int, available: int | None) -> tuple[str, str | None]:
+    """The CPU default when nothing was asked: int8 only when the dense weights would not fit in
+    the available memory and int8 ones would. Returns (mode, a warning to show or None)."""
+    if available is None or dense_bytes <= 0.9 * available or int8_bytes > 0.9 * available:
+        return "none", None
+    gib = 2**30
+    return "int8", (f"the weights need {dense_bytes / gib:.1f} GiB but {available / gib:.1f} GiB of memory is "
+                    f"available: loading them as int8 ({int8_bytes / gib:.1f} GiB) instead. "
+                    "Set TUTOR_QUANTIZE=none to load them unquantized anyway.")
+
+
 def check_mode(value: str | None, source: str = "quantize") -> str:
     """'int8' or 'none' (None means 'none'); anything else raises SettingError naming the choices."""
     mode = "none" if value is None else str(value).strip().lower()
