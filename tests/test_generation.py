@@ -254,3 +254,8 @@ def test_prompt_lookup_in_a_session_keeps_the_cache_right(tiny_dirs):
 def test_draft_tokens_must_not_be_negative(tiny_2b):
     with pytest.raises(ValueError, match="draft_tokens"):
         tiny_2b.generate([2, 40], draft_tokens=-1)
+
+
+def test_warm_up_does_nothing_on_a_cpu(tiny_2b):
+    tiny_2b.warm_up()
+    assert not tiny_2b._spare_caches  # noqa: SLF001 - no captured steps, so no pool

@@ -92,3 +92,14 @@ def test_prompt_lookup_on_captured_blocks_gives_the_greedy_tokens(tiny_dirs, mon
     expected = model.generate(near_end, max_new_tokens=50, stop_token_ids=[]).token_ids
     assert len(expected) == 11
     assert model.generate(near_end, max_new_tokens=50, stop_token_ids=[], draft_tokens=8).token_ids == expected
+
+
+def test_warm_up_captures_the_steps_a_server_will_use(tiny_dirs, monkeypatch):
+    monkeypatch.setenv("TUTOR_COMPILE", "1")
+    model = load(tiny_dirs["7b"], device="cuda", dtype="float32")
+    model.warm_up()
+    assert sorted(model._spare_caches) == [256, 512]  # noqa: SLF001 - captured caches wait in the pool
+    monkeypatch.setenv("TUTOR_CUDA_GRAPHS", "0")
+    plain = model.generate(PROMPTS[0], max_new_tokens=30, stop_token_ids=[]).token_ids
+    monkeypatch.setenv("TUTOR_CUDA_GRAPHS", "1")
+    assert model.generate(PROMPTS[0], max_new_tokens=30, stop_token_ids=[]).token_ids == plain

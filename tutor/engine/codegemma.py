@@ -211,6 +211,18 @@ class CodeGemma:
                 captured = self._captured[cache][tokens] = CapturedDecode(self.model, cache, step, tokens)
         return captured
 
+    def warm_up(self, lengths: Sequence[int] = (256, 512)) -> None:
+        """On a GPU, capture (and with TUTOR_COMPILE=1 compile) the decode step for caches of these
+        lengths now, so that a server's first requests do not wait for it; the caches go to the pool
+        for requests of those sizes. The second length makes a compiled step's length dynamic, so
+        later sizes need no recompile. Nothing to do on a CPU."""
+        if not graphs_enabled(self.device):
+            return
+        for length in lengths:
+            cache = self._take_cache(self._cache_length(length))
+            self._decode_step(cache)
+            self._give_back(cache)
+
     def _verifier(self, cache: KVCache, draft_tokens: int) -> Callable[[Tensor, int], list[int]]:
         """Runs a block of tokens at a position and returns each row's argmax (prompt lookup).
 

@@ -25,7 +25,7 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     """
     for role, source in backend.sources.items():
         if source:
-            backend.model(role)  # load now: a broken folder fails here, with its message, not later
+            backend.model(role).warm_up()  # load now: a broken folder fails here, with its message, not later
     if host not in LOOPBACK and not token:
         print(f"tutor serve: warning: listening on {host} without --token; anyone who can reach this "
               "machine can use the model.", file=sys.stderr)
