@@ -5,11 +5,17 @@ kernels and the real sizes (head_dim 256, 256000-token vocabulary, multi-query 2
 7B) are in play. It reads the random-weight checkpoints that bench_engine.py writes.
 
     python benchmarks/parity_real_shapes.py --shapes 2b 7b --device cuda
+    python benchmarks/parity_real_shapes.py --shapes 2b --dtypes float32 --varied   # outputs that vary
+    python benchmarks/parity_real_shapes.py --shapes 2b --dtypes bfloat16 --compile  # TUTOR_COMPILE=1
+
+The usual random weights make greedy decoding repeat the last token, which any two engines agree
+on; --varied uses the checkpoint with a small embedding, whose greedy output keeps changing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -60,13 +66,17 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=256)
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--workdir", type=Path, default=ROOT / ".bench")
+    ap.add_argument("--varied", action="store_true", help="the random checkpoint whose greedy output varies")
+    ap.add_argument("--compile", action="store_true", help="TUTOR_COMPILE=1 for this engine")
     args = ap.parse_args()
+    os.environ["TUTOR_COMPILE"] = "1" if args.compile else "0"
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    print(f"{where}, torch {torch.__version__}, prompt {args.prompt}, greedy {args.new} tokens")
+    print(f"{where}, torch {torch.__version__}, prompt {args.prompt}, greedy {args.new} tokens"
+          f"{', varied checkpoint' if args.varied else ''}{', TUTOR_COMPILE=1' if args.compile else ''}")
     print("| shape | dtype | max abs logit diff | max abs logit | top-1 agreement | greedy tokens equal |")
     print("|---|---|---|---|---|---|")
     for shape in args.shapes:
-        folder = ensure_checkpoint(args.workdir, shape)
+        folder = ensure_checkpoint(args.workdir, shape, varied=args.varied)
         for name in args.dtypes:
             r = compare(folder, args.device, getattr(torch, name), args.prompt, args.new)
             equal = "all" if r["greedy_equal"] else f"first {r['greedy_same_prefix']} of {args.new}"
