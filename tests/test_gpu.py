@@ -103,3 +103,20 @@ def test_warm_up_captures_the_steps_a_server_will_use(tiny_dirs, monkeypatch):
     plain = model.generate(PROMPTS[0], max_new_tokens=30, stop_token_ids=[]).token_ids
     monkeypatch.setenv("TUTOR_CUDA_GRAPHS", "1")
     assert model.generate(PROMPTS[0], max_new_tokens=30, stop_token_ids=[]).token_ids == plain
+
+
+def test_a_standalone_server_compiles_and_a_worker_does_not(tiny_dirs, monkeypatch):
+    """`tutor serve` alone compiles its decode step by default; as a worker (--parent-pid) it does not."""
+    import os
+
+    import httpx
+    from conftest import start_server
+
+    monkeypatch.delenv("TUTOR_COMPILE", raising=False)
+    for extra, expected in (((), "captured+compiled"), (("--parent-pid", str(os.getpid())), "captured")):
+        proc, url = start_server("--model", str(tiny_dirs["2b"]), "--device", "cuda", *extra, timeout=300)
+        try:
+            assert httpx.get(f"{url}/health").json()["models"][str(tiny_dirs["2b"])]["decode"] == expected
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)

@@ -29,6 +29,8 @@ def test_models_and_health(client, server, tiny_dirs):
     assert ids == [str(tiny_dirs["2b"]), str(tiny_dirs["7b-it"])]
     health = httpx.get(f"{server[0]}/health").json()
     assert health["status"] == "ok"
+    assert health["models"][str(tiny_dirs["2b"])]["decode"] == "plain"  # a CPU: no graphs, nothing compiled
+    assert health["models"][str(tiny_dirs["2b"])]["device"] == "cpu"
 
 
 def test_completion_with_token_ids_equals_the_engine(client, models, tiny_dirs):

@@ -85,6 +85,13 @@ class CodeGemma:
         return self.model.dtype
 
     @property
+    def decode_path(self) -> str:
+        """How one-token steps run now: "plain", "captured" (a CUDA graph) or "captured+compiled"."""
+        if not graphs_enabled(self.device):
+            return "plain"
+        return "captured+compiled" if compile_enabled(self.device) else "captured"
+
+    @property
     def context_length(self) -> int:
         return self.config.max_position_embeddings
 

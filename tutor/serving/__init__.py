@@ -21,8 +21,13 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     """Load the models, listen, print the URL on one line, and serve until stopped.
 
     With ``parent_pid`` the server exits when that process is gone, so a worker never outlives
-    the notebook server or kernel that started it.
+    the notebook server or kernel that started it. Without it (a standalone server, which runs for
+    hours) the GPU decode step is compiled unless TUTOR_COMPILE says otherwise: the warm-up below
+    pays the compile time before the first request. A worker starts on a user's first request,
+    so it does not compile unless asked.
     """
+    if parent_pid is None:
+        os.environ.setdefault("TUTOR_COMPILE", "1")
     for role, source in backend.sources.items():
         if source:
             backend.model(role).warm_up()  # load now: a broken folder fails here, with its message, not later

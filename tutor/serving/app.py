@@ -106,8 +106,12 @@ class BaseHandler(tornado.web.RequestHandler):
 
 class HealthHandler(BaseHandler):
     def get(self) -> None:
-        self.write({"status": "ok", "models": {q.name: {"role": q.role, "pending": q.pending, "cancelled": q.cancelled}
-                                               for q in self.state.queues.values()}})
+        models = {}
+        for q in self.state.queues.values():
+            model = self.state.backend.model(q.role)  # loaded at start-up
+            models[q.name] = {"role": q.role, "pending": q.pending, "cancelled": q.cancelled,
+                              "device": str(model.device), "decode": model.decode_path}
+        self.write({"status": "ok", "models": models})
 
 
 class ModelsHandler(BaseHandler):
