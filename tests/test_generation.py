@@ -251,9 +251,11 @@ def test_prompt_lookup_in_a_session_keeps_the_cache_right(tiny_dirs):
     assert again.token_ids == model.generate(follow, max_new_tokens=20, stop_token_ids=[]).token_ids
 
 
-def test_draft_tokens_must_not_be_negative(tiny_2b):
+def test_draft_tokens_must_not_be_negative_nor_sampled(tiny_2b):
     with pytest.raises(ValueError, match="draft_tokens"):
         tiny_2b.generate([2, 40], draft_tokens=-1)
+    with pytest.raises(ValueError, match="greedy decoding only"):
+        tiny_2b.generate([2, 40], draft_tokens=4, temperature=0.7)
 
 
 def test_warm_up_does_nothing_on_a_cpu(tiny_2b):

@@ -171,6 +171,9 @@ class CodeGemma:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if draft_tokens < 0:
             raise ValueError(f"draft_tokens must be >= 0, got {draft_tokens}")
+        if draft_tokens and temperature:
+            raise ValueError("draft_tokens works with greedy decoding only: pass temperature=0 (or draft_tokens=0 "
+                             "to sample).")
         self._check_prompt(len(prompt), min(prompt), max(prompt))
         if len(prompt) >= self.context_length:
             raise PromptError(
