@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 
 import tornado.httpserver
 import tornado.netutil
@@ -30,7 +31,12 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
         os.environ.setdefault("TUTOR_COMPILE", "1")
     for role, source in backend.sources.items():
         if source:
-            backend.model(role).warm_up()  # load now: a broken folder fails here, with its message, not later
+            model = backend.model(role)  # load now: a broken folder fails here, with its message, not later
+            started = time.monotonic()
+            model.warm_up()
+            if model.decode_path != "plain":
+                print(f"tutor serve: {role} model's decode step ready ({model.decode_path}, "
+                      f"{time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
     if host not in LOOPBACK and not token:
         print(f"tutor serve: warning: listening on {host} without --token; anyone who can reach this "
               "machine can use the model.", file=sys.stderr)
