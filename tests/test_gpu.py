@@ -120,3 +120,24 @@ def test_a_standalone_server_compiles_and_a_worker_does_not(tiny_dirs, monkeypat
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+
+
+def test_a_compiler_failure_falls_back_to_the_captured_step(tiny_dirs, monkeypatch):
+    import tutor.engine.codegemma as codegemma
+
+    def broken(model):
+        def step(*args):
+            raise RuntimeError("no C compiler found")
+        return step
+
+    model = load(tiny_dirs["2b"], device="cuda", dtype="float32")
+    monkeypatch.setenv("TUTOR_CUDA_GRAPHS", "0")
+    plain = model.generate(PROMPTS[0], max_new_tokens=20, stop_token_ids=[]).token_ids
+    monkeypatch.setenv("TUTOR_CUDA_GRAPHS", "1")
+    monkeypatch.setenv("TUTOR_COMPILE", "1")
+    monkeypatch.setattr(codegemma, "compiled_step", broken)
+    assert model.decode_path == "captured+compiled"
+    with pytest.warns(RuntimeWarning, match="no C compiler found"):
+        assert model.generate(PROMPTS[0], max_new_tokens=20, stop_token_ids=[]).token_ids == plain
+    assert model.decode_path == "captured"  # and it is not tried again
+    assert model.generate(PROMPTS[1], max_new_tokens=20, stop_token_ids=[]).finish_reason == "length"

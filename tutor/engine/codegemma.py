@@ -70,6 +70,7 @@ class CodeGemma:
         self._spare_caches: dict[int, list[KVCache]] = {}
         self._pool_lock = threading.Lock()
         self._compiled: DecodeStep | None = None
+        self._compile_failed = False  # then the plain step is captured instead, for good
         self._capture_lock = threading.Lock()  # torch.compile is not meant to run in two threads at once
 
     def __repr__(self) -> str:
@@ -89,7 +90,7 @@ class CodeGemma:
         """How one-token steps run now: "plain", "captured" (a CUDA graph) or "captured+compiled"."""
         if not graphs_enabled(self.device):
             return "plain"
-        return "captured+compiled" if compile_enabled(self.device) else "captured"
+        return "captured+compiled" if self._compiling() else "captured"
 
     @property
     def context_length(self) -> int:
@@ -215,11 +216,22 @@ class CodeGemma:
         captured = self._captured.setdefault(cache, {}).get(tokens)
         if captured is None:
             with self._capture_lock:
-                step = None
-                if tokens == 1 and compile_enabled(self.device):
-                    self._compiled = step = self._compiled or compiled_step(self.model)
-                captured = self._captured[cache][tokens] = CapturedDecode(self.model, cache, step, tokens)
+                captured = None
+                if tokens == 1 and self._compiling():
+                    try:
+                        self._compiled = self._compiled or compiled_step(self.model)
+                        captured = CapturedDecode(self.model, cache, self._compiled)
+                    except Exception as exc:  # noqa: BLE001 - any compiler failure: decode uncompiled
+                        self._compile_failed = True
+                        warnings.warn(f"compiling the decode step failed ({type(exc).__name__}: "
+                                      f"{str(exc)[:200]}); decoding goes on uncompiled. Set TUTOR_COMPILE=0 "
+                                      "to skip the attempt.", RuntimeWarning, stacklevel=2)
+                captured = captured or CapturedDecode(self.model, cache, None, tokens)
+                self._captured[cache][tokens] = captured
         return captured
+
+    def _compiling(self) -> bool:
+        return compile_enabled(self.device) and not self._compile_failed
 
     def warm_up(self, lengths: Sequence[int] = (256, 512)) -> None:
         """On a GPU, capture (and with TUTOR_COMPILE=1 compile) the decode step for caches of these
