@@ -181,6 +181,21 @@ def test_fused_projections_give_the_same_tokens(tiny_dirs, variant):
     assert not any(n.endswith(separate) for n in names)
     assert torch.allclose(model.logits(prompt), plain_logits, atol=1e-5, rtol=0)
     assert model.generate(prompt, max_new_tokens=40, stop_token_ids=[]).token_ids == plain
+    model.model.transpose_weights()  # the GPU's layout: every matrix stored [in, out]
+    names = set(model.model.state_dict())
+    assert "model.embed_tokens.weight_t" in names and "model.layers.0.mlp.down_proj.weight_t" in names
+    assert not any(n.endswith(".weight") and "norm" not in n for n in names)
+    # another summation order inside the matmuls: float32 rounding, as in the parity tests
+    assert torch.allclose(model.logits(prompt), plain_logits, atol=1e-4, rtol=0)
+    assert model.generate(prompt, max_new_tokens=40, stop_token_ids=[]).token_ids == plain
+    with pytest.raises(ValueError, match="transposed"):  # fusing comes first
+        _fuse_after_transposing(tiny_dirs[variant])
+
+
+def _fuse_after_transposing(folder):
+    model = load(folder, device="cpu", dtype="float32")
+    model.model.transpose_weights()
+    model.model.fuse_projections()
 
 
 def test_int8_weights_are_not_fused(tiny_2b_dir):

@@ -412,8 +412,9 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
             state[name] = tensor.to(device=target_device, dtype=target_dtype)
     model.load_state_dict(state, strict=True, assign=True)
     del state
-    if target_device.type == "cuda" and mode == "none":
-        model.fuse_projections()  # on the CPU it would copy weights that are now used in place
+    if target_device.type == "cuda" and mode == "none":  # on the CPU these would copy weights used in place
+        model.fuse_projections()
+        model.transpose_weights()
     model.prepare()  # buffers made on the meta device hold no data yet
     model.eval().requires_grad_(False)
     return CodeGemma(checkpoint, tokenizer, model)

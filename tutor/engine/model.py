@@ -160,6 +160,44 @@ class MLP(nn.Module):
         return self.down_proj(F.gelu(gate, approximate="tanh") * up)
 
 
+class TransposedLinear(nn.Module):
+    """A bias-free linear layer whose weight is stored transposed, [in, out] contiguous.
+
+    At batch 1 on an H100, x @ W read in this layout ran 2-9% faster than F.linear on the usual
+    [out, in] layout for every CodeGemma matrix (the large ones gained most).
+    """
+
+    def __init__(self, weight_t: Tensor):
+        super().__init__()
+        self.weight_t = nn.Parameter(weight_t, requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.weight_t
+
+
+class TransposedEmbedding(nn.Module):
+    """The tied embedding stored transposed, [hidden, vocab]: rows are looked up as columns, and as
+    the output head it is a plain x @ W. One copy serves both, as in the checkpoint."""
+
+    def __init__(self, weight_t: Tensor):
+        super().__init__()
+        self.weight_t = nn.Parameter(weight_t, requires_grad=False)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.weight_t[:, ids].movedim(0, -1)
+
+    def head(self, h: Tensor) -> Tensor:
+        return h @ self.weight_t
+
+
+def _transposed(module: nn.Module) -> nn.Module:
+    if type(module) is nn.Linear:
+        return TransposedLinear(module.weight.t().contiguous())
+    if type(module) is nn.Embedding:
+        return TransposedEmbedding(module.weight.t().contiguous())
+    return module  # already transposed, or int8
+
+
 def _concatenated(*linears: nn.Linear) -> nn.Linear:
     """One bias-free Linear whose output is the given ones' outputs side by side."""
     weight = torch.cat([m.weight for m in linears])
@@ -239,10 +277,19 @@ class Transformer(nn.Module):
         for layer in self.model.layers:
             if layer.self_attn.qkv_proj is not None:
                 continue  # already fused
-            if not isinstance(layer.self_attn.q_proj, nn.Linear) or not isinstance(layer.mlp.gate_proj, nn.Linear):
-                raise ValueError("only dense weights can be fused, not int8 ones")
+            if type(layer.self_attn.q_proj) is not nn.Linear or type(layer.mlp.gate_proj) is not nn.Linear:
+                raise ValueError("only dense nn.Linear weights can be fused, not int8 or transposed ones")
             layer.self_attn.fuse()
             layer.mlp.fuse()
+
+    def transpose_weights(self) -> None:
+        """Store every dense matrix transposed (TransposedLinear, TransposedEmbedding): the same
+        products, read in the layout the GPU's batch-1 matmuls read fastest. One matrix at a time,
+        so loading needs room for the largest one twice. Fuse first, if at all."""
+        for parent in [self.model, *self.model.layers, *(m for layer in self.model.layers
+                                                         for m in (layer.self_attn, layer.mlp))]:
+            for name in [n for n, _ in parent.named_children()]:  # names only: old weights go as soon as replaced
+                setattr(parent, name, _transposed(getattr(parent, name)))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -271,7 +318,7 @@ class Transformer(nn.Module):
     def head(self, h: Tensor) -> Tensor:
         """Logits from final hidden states; the output head is the (unscaled) embedding."""
         embed = self.model.embed_tokens
-        if isinstance(embed, Int8Embedding):
+        if isinstance(embed, (Int8Embedding, TransposedEmbedding)):
             return embed.head(h)
         return F.linear(h, embed.weight)
 
