@@ -40,7 +40,7 @@ def test_compiled_decoding_gives_the_plain_tokens(tiny_dirs, monkeypatch, varian
     """TUTOR_COMPILE=1: the compiled, captured step (fused projections) decodes what the plain step
     does in float32, for two cache lengths (the second makes the length dynamic: one recompile)."""
     model = load(tiny_dirs[variant], device="cuda", dtype="float32")
-    assert "model.layers.0.self_attn.qkv_proj.weight" in model.model.state_dict()  # fused on a GPU
+    assert "model.layers.0.self_attn.qkv_proj.weight_t" in model.model.state_dict()  # fused and transposed on a GPU
     cases = [(PROMPTS[0], 60), (PROMPTS[1], 300)]  # caches of 256 and 512 positions
     monkeypatch.setenv("TUTOR_CUDA_GRAPHS", "0")
     plain = [model.generate(p, max_new_tokens=n, stop_token_ids=[]).token_ids for p, n in cases]
