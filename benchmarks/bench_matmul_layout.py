@@ -28,7 +28,8 @@ def main() -> None:
         weights = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
         transposed = [w.t().contiguous() for w in weights]
         x = torch.randn(1, k, device="cuda", dtype=torch.bfloat16)
-        torch.testing.assert_close(F.linear(x, weights[0]), x @ transposed[0], atol=0.5, rtol=0.02)
+        a, b = F.linear(x, weights[0]).float(), (x @ transposed[0]).float()
+        assert (a - b).norm() / a.norm() < 1e-2, "the two layouts must compute the same product"
 
         def usual(weights=weights, x=x) -> None:
             for w in weights:
