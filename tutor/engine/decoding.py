@@ -25,19 +25,23 @@ from .generation import SamplingParams, sample
 from .graphs import CapturedDecode
 
 
-class HostLoop:
-    drafted = accepted = 0  # no drafts
+class _OneTokenLoop:
+    """What the one-token loops share: every pass writes one token's keys and values; no drafts."""
 
+    drafted = accepted = 0
+    written = 0
+
+    @property
+    def forward_passes(self) -> int:
+        return self.written
+
+
+class HostLoop(_OneTokenLoop):
     def __init__(self, logits: Tensor, step: Callable[[Tensor, Tensor], Tensor], position: int, budget: int,
                  params: SamplingParams, generator: torch.Generator | None):
         self.logits, self.step, self.budget = logits, step, budget
         self.position = torch.tensor([position], device=logits.device)
         self.params, self.generator = params, generator
-        self.written = 0
-
-    @property
-    def forward_passes(self) -> int:
-        return self.written
 
     def __iter__(self) -> Iterator[int]:
         logits = self.logits
@@ -52,16 +56,9 @@ class HostLoop:
                 self.written += 1
 
 
-class ChainedGreedyLoop:
-    drafted = accepted = 0
-
+class ChainedGreedyLoop(_OneTokenLoop):
     def __init__(self, logits: Tensor, captured: CapturedDecode, position: int, budget: int):
         self.logits, self.captured, self.position, self.budget = logits, captured, position, budget
-        self.written = 0
-
-    @property
-    def forward_passes(self) -> int:
-        return self.written
 
     def __iter__(self) -> Iterator[int]:
         captured = self.captured

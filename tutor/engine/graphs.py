@@ -52,9 +52,7 @@ class CapturedDecode:
     """
 
     def __init__(self, model: Transformer, cache: KVCache, step: DecodeStep | None = None, tokens: int = 1):
-        if tokens > 1:
-            step = model.decode_block
-        step = step or model.decode_step
+        step = model.decode_block if tokens > 1 else step or model.decode_step  # blocks are never compiled
         device = cache.device
         self.token = torch.zeros((cache.batch, tokens), dtype=torch.long, device=device)
         # The warm-up and the capture write the cache's last slots, which are masked until the step
