@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
-from tutor.engine import load
-from tutor.engine.tiny import make_tiny
+# Without a GPU, Triton kernels (tests/test_decode_attention.py) run in Triton's interpreter, which
+# must be chosen before triton is first imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from tutor.engine import load  # noqa: E402
+from tutor.engine.tiny import make_tiny  # noqa: E402
 
 
 @pytest.fixture(scope="session")

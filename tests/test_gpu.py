@@ -141,3 +141,49 @@ def test_a_compiler_failure_falls_back_to_the_captured_step(tiny_dirs, monkeypat
         assert model.generate(PROMPTS[0], max_new_tokens=20, stop_token_ids=[]).token_ids == plain
     assert model.decode_path == "captured"  # and it is not tried again
     assert model.generate(PROMPTS[1], max_new_tokens=20, stop_token_ids=[]).finish_reason == "length"
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(8, 1), (16, 16)])  # the 2B's and the 7B's attention
+def test_the_decode_kernel_matches_masked_attention_in_bfloat16(heads, kv_heads):
+    """The Triton kernels at the real head shapes, replayed in a graph as the position moves."""
+    import torch.nn.functional as F
+
+    from tutor.engine.decode_attention import decode_attention, slice_length
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    length, dim = 1152, 256
+    q = torch.randn(1, 1, heads, dim, device="cuda", generator=gen).bfloat16().transpose(1, 2)
+    k, v = (torch.randn(1, kv_heads, length, dim, device="cuda", generator=gen).bfloat16() for _ in range(2))
+    position = torch.zeros(1, dtype=torch.long, device="cuda")
+    decode_attention(q, k, v, position)  # compile the kernels outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = decode_attention(q, k, v, position)
+    split = slice_length(1, kv_heads)
+    for p in (0, split - 1, split, 700, length - 1):
+        position.fill_(p)
+        graph.replay()
+        mask = (torch.arange(length, device="cuda") <= p)[None, :]
+        expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=heads != kv_heads)
+        torch.testing.assert_close(out, expected.transpose(1, 2), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("variant", ["2b", "7b"])
+def test_the_decode_kernel_gives_the_tokens_of_masked_attention(tiny_dirs, monkeypatch, variant):
+    """Loaded on a GPU, one-token attention runs in the Triton kernels (captured and compiled too);
+    TUTOR_DECODE_KERNEL=0 keeps scaled_dot_product_attention. Same float32 tokens either way."""
+    from tutor.engine.decode_attention import decode_attention
+
+    monkeypatch.setenv("TUTOR_DECODE_KERNEL", "0")
+    masked = load(tiny_dirs[variant], device="cuda", dtype="float32")
+    assert masked.model.model.layers[0].self_attn.decode_kernel is None
+    expected = [masked.generate(p, max_new_tokens=300, stop_token_ids=[]).token_ids for p in PROMPTS]
+    monkeypatch.delenv("TUTOR_DECODE_KERNEL")
+    model = load(tiny_dirs[variant], device="cuda", dtype="float32")
+    assert model.model.model.layers[0].self_attn.decode_kernel is decode_attention
+    # the embedding went up transposed a block at a time, never in both layouts
+    assert model.model.model.embed_tokens.weight_t.is_contiguous()
+    for compiled in ("0", "1"):
+        monkeypatch.setenv("TUTOR_COMPILE", compiled)
+        assert [model.generate(p, max_new_tokens=300, stop_token_ids=[]).token_ids for p in PROMPTS] == expected
+        assert model.decode_path == ("captured+compiled" if compiled == "1" else "captured")  # compiling worked

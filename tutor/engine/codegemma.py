@@ -17,7 +17,7 @@ from .config import ModelConfig, dtype_from_name
 from .decoding import ChainedGreedyLoop, HostLoop, PromptLookupLoop
 from .errors import CheckpointError, PromptError
 from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings
-from .graphs import CapturedDecode, DecodeStep, compile_enabled, compiled_step, graphs_enabled
+from .graphs import CapturedDecode, DecodeStep, compile_enabled, compiled_step, decode_kernel_enabled, graphs_enabled
 from .model import KVCache, Transformer
 from .quant import (
     Int8Embedding,
@@ -32,6 +32,7 @@ from .tokenizer import END_OF_TURN, EOS, StreamDecoder, Tokenizer
 
 # Caches are sized to the request, rounded up so nearby sizes share one shape.
 _CACHE_ROUND = 256
+_EMBEDDING = "model.embed_tokens.weight"
 
 
 def default_device() -> torch.device:
@@ -358,6 +359,16 @@ class CodeGemma:
         )
 
 
+def _upload_transposed(weight: Tensor, device: torch.device, dtype: torch.dtype, rows: int = 16384) -> Tensor:
+    """``weight`` on ``device``, stored transposed (returned as a transposed view, the checkpoint's
+    shape), a block of rows at a time: the GPU never holds the embedding in both layouts, which
+    would add a quarter of the 2B's weights to the peak while loading."""
+    stored = torch.empty((weight.shape[1], weight.shape[0]), dtype=dtype, device=device)
+    for first in range(0, weight.shape[0], rows):
+        stored[:, first:first + rows] = weight[first:first + rows].to(device=device, dtype=dtype).t()
+    return stored.t()
+
+
 def load(source: str | os.PathLike[str], *, device: str | torch.device | None = None,
          dtype: str | torch.dtype | None = None, quantize: str | None = None) -> CodeGemma:
     """Load a CodeGemma checkpoint from a folder or the local Hugging Face cache.
@@ -401,9 +412,12 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
     # Parameters are filled from the memory-mapped files one tensor at a time: a tensor that is
     # already in the right dtype on the CPU is used in place, without a copy. Quantized ones are
     # converted one at a time too, so the full-precision weights are never all in memory.
+    transposing = target_device.type == "cuda" and mode == "none"  # see transpose_weights below
     state = {}
     for name, tensor in iter_tensors(checkpoint):
-        if name in quantized:
+        if transposing and name == _EMBEDDING:
+            state[name] = _upload_transposed(tensor, target_device, target_dtype)
+        elif name in quantized:
             q, scales = quantize_int8(tensor.to(device=target_device))
             state[name], state[name.removesuffix("weight") + "scales"] = q, scales.to(target_dtype)
         elif quantized:  # a copy of the (small) rest, so that no mapping of the bf16 files stays alive
@@ -412,9 +426,11 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
             state[name] = tensor.to(device=target_device, dtype=target_dtype)
     model.load_state_dict(state, strict=True, assign=True)
     del state
-    if target_device.type == "cuda" and mode == "none":  # on the CPU these would copy weights used in place
+    if transposing:  # on the CPU these would copy weights used in place
         model.fuse_projections()
         model.transpose_weights()
+    if decode_kernel_enabled(target_device):
+        model.use_decode_kernel()
     model.prepare()  # buffers made on the meta device hold no data yet
     model.eval().requires_grad_(False)
     return CodeGemma(checkpoint, tokenizer, model)

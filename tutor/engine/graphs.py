@@ -8,6 +8,7 @@ cache and replayed for every token.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 
@@ -27,6 +28,13 @@ def graphs_enabled(device: torch.device) -> bool:
 def compile_enabled(device: torch.device) -> bool:
     """Whether the captured step is first compiled by torch.compile (TUTOR_COMPILE=1 on a GPU)."""
     return graphs_enabled(device) and os.environ.get("TUTOR_COMPILE", "0") == "1"
+
+
+def decode_kernel_enabled(device: torch.device) -> bool:
+    """Whether one-token attention uses the split-cache Triton kernels (tutor.engine.decode_attention):
+    on CUDA devices when Triton is installed (PyTorch's CUDA builds bring it), unless TUTOR_DECODE_KERNEL=0."""
+    return (device.type == "cuda" and os.environ.get("TUTOR_DECODE_KERNEL", "1") != "0"
+            and importlib.util.find_spec("triton") is not None)
 
 
 def compiled_step(model: Transformer) -> DecodeStep:

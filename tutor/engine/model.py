@@ -12,6 +12,7 @@ float32 and cast to the activation dtype.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -88,6 +89,9 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, h, bias=False)
         self.qkv_proj: nn.Linear | None = None  # q, k and v in one matrix, after fuse()
+        # One token's attention over the cache on a GPU (tutor.engine.decode_attention), once
+        # Transformer.use_decode_kernel() has set it; else scaled_dot_product_attention under the mask.
+        self.decode_kernel: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor] | None = None
 
     def fuse(self) -> None:
         """Replace q/k/v_proj by one matrix: one matmul (one read of x, one launch) instead of three."""
@@ -111,6 +115,9 @@ class Attention(nn.Module):
         if cache is not None:
             cache.k[layer][:, :, positions] = k
             cache.v[layer][:, :, positions] = v
+            if mask is not None and t == 1 and self.decode_kernel is not None:  # reads up to the position
+                out = self.decode_kernel(q, cache.k[layer], cache.v[layer], positions)
+                return self.o_proj(out.view(b, t, self.n_heads * self.head_dim))
             if mask is not None:  # attend over the cache; the mask hides what is not written yet
                 k, v = cache.k[layer], cache.v[layer]
         gqa = self.n_kv != self.n_heads
@@ -290,6 +297,13 @@ class Transformer(nn.Module):
                                                          for m in (layer.self_attn, layer.mlp))]:
             for name in [n for n, _ in parent.named_children()]:  # names only: old weights go as soon as replaced
                 setattr(parent, name, _transposed(getattr(parent, name)))
+
+    def use_decode_kernel(self) -> None:
+        """One-token attention by the split-cache Triton kernels (CUDA, Triton installed)."""
+        from .decode_attention import decode_attention  # imports triton
+
+        for layer in self.model.layers:
+            layer.self_attn.decode_kernel = decode_attention
 
     @property
     def dtype(self) -> torch.dtype:

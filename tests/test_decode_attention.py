@@ -1,0 +1,79 @@
+"""The split-cache decode attention kernels (Triton), run on the CPU by Triton's interpreter.
+
+On a GPU, tests/test_gpu.py runs them compiled. The interpreter computes tl.dot on bfloat16
+inputs wrongly (numpy has no bfloat16), so here they run in float32 and float16.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from tutor.engine import load
+from tutor.engine.model import grouped_attention
+
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("Triton is not installed (it comes with PyTorch's CUDA builds)", allow_module_level=True)
+if torch.cuda.is_available():
+    pytest.skip("the interpreter's tests; on a GPU tests/test_gpu.py runs the kernels", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    assert os.environ.get("TRITON_INTERPRET") == "1", "tests/conftest.py sets it before triton is imported"
+    return importlib.import_module("tutor.engine.decode_attention")
+
+
+def reference(q, k, v, position):
+    mask = (torch.arange(k.shape[2]) <= position)[None, :]
+    return grouped_attention(q.float(), k.float(), v.float(), mask).transpose(1, 2)
+
+
+@pytest.mark.parametrize(("heads", "kv_heads", "dtype"), [(8, 1, torch.float32), (4, 4, torch.float32),
+                                                          (4, 2, torch.float16)])
+def test_matches_masked_attention_at_split_edges(kernels, heads, kv_heads, dtype):
+    gen = torch.Generator().manual_seed(heads * 10 + kv_heads)
+    split = kernels.slice_length(2, kv_heads)
+    length, dim = 3 * split + 5, 32
+    # q as the model passes it: a transposed view of [batch, 1, heads, dim]
+    q = torch.randn(2, 1, heads, dim, generator=gen).to(dtype).transpose(1, 2)
+    k, v = (torch.randn(2, kv_heads, length, dim, generator=gen).to(dtype) for _ in range(2))
+    for position in (0, split - 1, split, 2 * split + 7, length - 1):
+        out = kernels.decode_attention(q, k, v, torch.tensor([position]))
+        assert out.shape == (2, 1, heads, dim) and out.dtype == dtype
+        tolerance = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out.float(), reference(q, k, v, position), atol=tolerance, rtol=tolerance)
+
+
+def test_ignores_what_lies_past_the_position(kernels):
+    """Slots after the position hold stale keys from an earlier request; they must not count."""
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randn(1, 4, 1, 32, generator=gen)
+    k, v = (torch.randn(1, 1, 4 * kernels.SPLIT_FEW_HEADS, 32, generator=gen) for _ in range(2))
+    position = kernels.SPLIT_FEW_HEADS + 3
+    before = kernels.decode_attention(q, k, v, torch.tensor([position]))
+    k[:, :, position + 1:], v[:, :, position + 1:] = 1e4, float("nan")
+    torch.testing.assert_close(kernels.decode_attention(q, k, v, torch.tensor([position])), before)
+
+
+@pytest.mark.parametrize("variant", ["2b", "7b"])
+def test_greedy_tokens_are_those_of_the_masked_step(kernels, tiny_dirs, variant):
+    plain = load(tiny_dirs[variant], device="cpu", dtype="float32")
+    fast = load(tiny_dirs[variant], device="cpu", dtype="float32")
+    fast.model.use_decode_kernel()
+    assert fast.model.model.layers[0].self_attn.decode_kernel is kernels.decode_attention
+    # A prompt long enough that decoding crosses from one cache slice into the next.
+    ids = [plain.tokenizer.bos_id, *plain.tokenizer.encode("def total(numbers):\n    return sum(numbers)\n" * 8)]
+    ids = ids[:kernels.slice_length(1, plain.config.num_kv_heads) * 2 - 6]
+    expected = plain.generate(ids, max_new_tokens=12, stop_token_ids=[]).token_ids
+    assert fast.generate(ids, max_new_tokens=12, stop_token_ids=[]).token_ids == expected
+    with torch.inference_mode():
+        caches = plain.model.new_cache(1, 256), fast.model.new_cache(1, 256)
+        for model, cache in zip((plain.model, fast.model), caches, strict=True):
+            model.prefill(torch.tensor([ids]), cache)
+        step = [m.decode_step(torch.tensor([[7]]), torch.tensor([len(ids)]), c)
+                for m, c in zip((plain.model, fast.model), caches, strict=True)]
+    torch.testing.assert_close(step[1], step[0], atol=1e-5, rtol=1e-5)
