@@ -77,3 +77,23 @@ def test_greedy_tokens_are_those_of_the_masked_step(kernels, tiny_dirs, variant)
         step = [m.decode_step(torch.tensor([[7]]), torch.tensor([len(ids)]), c)
                 for m, c in zip((plain.model, fast.model), caches, strict=True)]
     torch.testing.assert_close(step[1], step[0], atol=1e-5, rtol=1e-5)
+
+
+def test_kernels_that_do_not_run_leave_the_masked_attention(kernels, tiny_dirs, monkeypatch):
+    """On a GPU whose shared memory the blocks do not fit, the kernels' first run (at load) raises
+    Triton's OutOfResources; loading warns and keeps scaled_dot_product_attention."""
+    import triton
+
+    import tutor.engine.codegemma as codegemma
+
+    expected = load(tiny_dirs["2b"], device="cpu", dtype="float32").generate([2, 40, 41], max_new_tokens=8).token_ids
+
+    def too_big(*args):
+        raise triton.runtime.errors.OutOfResources(282688, 232448, "shared memory")
+
+    monkeypatch.setattr(codegemma, "decode_kernel_enabled", lambda device: True)  # as on a GPU
+    monkeypatch.setattr(kernels, "decode_attention", too_big)
+    with pytest.warns(RuntimeWarning, match="shared memory.*TUTOR_DECODE_KERNEL=0"):
+        model = load(tiny_dirs["2b"], device="cpu", dtype="float32")
+    assert all(layer.self_attn.decode_kernel is None for layer in model.model.model.layers)
+    assert model.generate([2, 40, 41], max_new_tokens=8).token_ids == expected

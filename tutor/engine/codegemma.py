@@ -430,7 +430,13 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
         model.fuse_projections()
         model.transpose_weights()
     if decode_kernel_enabled(target_device):
-        model.use_decode_kernel()
+        try:
+            model.use_decode_kernel()
+        except Exception as error:  # noqa: BLE001 - any failure of an optional fast path: keep the plain one
+            warnings.warn(f"the Triton attention kernels do not run on this GPU ({type(error).__name__}: "
+                          f"{str(error)[:200]}); "
+                          "one-token attention uses PyTorch's kernels instead. Set TUTOR_DECODE_KERNEL=0 to skip "
+                          "the attempt.", RuntimeWarning, stacklevel=2)
     model.prepare()  # buffers made on the meta device hold no data yet
     model.eval().requires_grad_(False)
     return CodeGemma(checkpoint, tokenizer, model)

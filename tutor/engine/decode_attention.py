@@ -29,7 +29,9 @@ from torch.library import triton_op, wrap_triton
 SPLIT_FEW_HEADS = 64
 SPLIT_MANY_HEADS = 256
 MANY_HEADS = 8  # batch x key/value heads from which the longer slices keep the GPU busy enough
-BLOCK = 64
+# Keys (and values) loaded at once, in bytes: 64 positions of a 256-wide bfloat16 head. The pipeline
+# keeps a few such blocks in shared memory (227 KiB on an H100), so float32 gets 32 positions.
+BLOCK_BYTES = 32768
 NUM_WARPS = 4
 COMBINE_CHUNK = 16
 
@@ -100,6 +102,11 @@ def _combine(part_out, part_lse, position, out, n_splits,
     tl.store(out + row * D + d, (acc / total).to(out.dtype.element_ty))
 
 
+def block_length(head_dim: int, dtype: torch.dtype) -> int:
+    """Cache positions loaded at once: BLOCK_BYTES of keys, at least 16 (tl.dot's smallest size)."""
+    return max(16, min(64, triton.next_power_of_2(BLOCK_BYTES // (head_dim * dtype.itemsize) + 1) // 2))
+
+
 def slice_length(batch: int, kv_heads: int) -> int:
     """Cache positions per program: short slices when few heads would leave most of the GPU idle."""
     return SPLIT_MANY_HEADS if batch * kv_heads >= MANY_HEADS else SPLIT_FEW_HEADS
@@ -125,8 +132,8 @@ def decode_attention(q: Tensor, k: Tensor, v: Tensor, position: Tensor) -> Tenso
         q, k, v, position, part_out, part_lse,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), n_kv, n_splits, dim ** -0.5,
-        GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), D=dim, SPLIT=split, BLOCK=BLOCK,
-        num_warps=NUM_WARPS)
+        GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), D=dim, SPLIT=split,
+        BLOCK=block_length(dim, k.dtype), num_warps=NUM_WARPS)
     wrap_triton(_combine)[(batch * heads,)](part_out, part_lse, position, out, n_splits,
                                            D=dim, SPLIT=split, CHUNK=COMBINE_CHUNK)
     return out

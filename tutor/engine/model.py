@@ -299,9 +299,15 @@ class Transformer(nn.Module):
                 setattr(parent, name, _transposed(getattr(parent, name)))
 
     def use_decode_kernel(self) -> None:
-        """One-token attention by the split-cache Triton kernels (CUDA, Triton installed)."""
+        """One-token attention by the split-cache Triton kernels (CUDA, Triton installed). They run
+        once first, so that a GPU they do not fit (too little shared memory, say) raises here, before
+        anything is changed, rather than in the middle of a generation."""
         from .decode_attention import decode_attention  # imports triton
 
+        c = self.config
+        query = torch.zeros((1, c.num_heads, 1, c.head_dim), dtype=self.dtype, device=self.device)
+        keys = torch.zeros((1, c.num_kv_heads, 1, c.head_dim), dtype=self.dtype, device=self.device)
+        decode_attention(query, keys, keys, torch.zeros(1, dtype=torch.long, device=self.device))
         for layer in self.model.layers:
             layer.self_attn.decode_kernel = decode_attention
 
