@@ -57,6 +57,18 @@ def test_tensors_in_the_checkpoint_dtype_are_used_in_place(tiny_2b_dir):
     assert model.config.variant == "2b"
 
 
+def test_the_embedding_is_uploaded_transposed_in_blocks():
+    """What the GPU load does with the embedding (here on the CPU): the checkpoint's values and
+    shape, stored [hidden, vocab] so that transposing it for the GPU layout copies nothing."""
+    from tutor.engine.codegemma import _upload_transposed
+
+    weight = torch.randn(10, 4, dtype=torch.bfloat16)
+    uploaded = _upload_transposed(weight, torch.device("cpu"), torch.float32, rows=3)
+    assert uploaded.shape == (10, 4) and uploaded.dtype == torch.float32
+    torch.testing.assert_close(uploaded, weight.float(), atol=0, rtol=0)
+    assert uploaded.t().is_contiguous()
+
+
 def test_lm_head_copy_is_ignored(tiny_copy, tiny_2b):
     weights = load_file(str(tiny_copy / "model.safetensors"))
     weights["lm_head.weight"] = weights["model.embed_tokens.weight"].clone()
