@@ -22,10 +22,10 @@ from torch.library import triton_op, wrap_triton
 
 # Cache positions per program, and per block loaded at once. The slice length depends only on how
 # many key/value heads there are (not on the cache length), so a compiled step whose cache length
-# is dynamic does not recompile per length. Measured on an H100, bfloat16, one layer at 1100 of
-# 1152 positions (time per call in a CUDA graph; masked scaled_dot_product_attention in brackets):
-# one key/value head (2B) with slices of 64: 7.9 us (17.4); 16 heads (7B) with slices of 256: 10.3 us
-# (19.6), where slices of 64 took 11.9.
+# is dynamic does not recompile per length. Measured on an H100 (benchmarks/bench_decode_attention.py:
+# bfloat16, one layer at 1100 of 1152 positions, caches not in L2; masked scaled_dot_product_attention
+# in brackets): one key/value head (2B) with slices of 64: 8.5 us (19.9); 16 heads (7B) with slices
+# of 256: 12.6 us (24.6), the next best being slices of 128 at 13.3.
 SPLIT_FEW_HEADS = 64
 SPLIT_MANY_HEADS = 256
 MANY_HEADS = 8  # batch x key/value heads from which the longer slices keep the GPU busy enough
