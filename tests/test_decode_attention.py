@@ -97,3 +97,37 @@ def test_kernels_that_do_not_run_leave_the_masked_attention(kernels, tiny_dirs, 
         model = load(tiny_dirs["2b"], device="cpu", dtype="float32")
     assert all(layer.self_attn.decode_kernel is None for layer in model.model.model.layers)
     assert model.generate([2, 40, 41], max_new_tokens=8).token_ids == expected
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(8, 1), (4, 4)])
+def test_each_row_reads_its_own_slot_up_to_its_own_position(kernels, heads, kv_heads):
+    """Batched decoding (tutor.engine.batching): row i reads cache row slots[i] up to positions[i]."""
+    gen = torch.Generator().manual_seed(heads + kv_heads)
+    rows, cache_rows, dim = 3, 5, 32
+    split = kernels.slice_length(rows, kv_heads)
+    length = 2 * split + 9
+    q = torch.randn(rows, 1, heads, dim, generator=gen).transpose(1, 2)
+    k, v = (torch.randn(cache_rows, kv_heads, length, dim, generator=gen) for _ in range(2))
+    slots, positions = torch.tensor([4, 0, 2]), torch.tensor([split + 1, 0, length - 1])
+    out = kernels.decode_attention(q, k, v, positions, slots)
+    for i in range(rows):
+        s, p = int(slots[i]), int(positions[i])
+        torch.testing.assert_close(out[i:i + 1], reference(q[i:i + 1], k[s:s + 1], v[s:s + 1], p),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_batched_rows_with_the_kernels_match_the_gathered_attention(kernels, tiny_dirs):
+    plain = load(tiny_dirs["2b"], device="cpu", dtype="float32")
+    fast = load(tiny_dirs["2b"], device="cpu", dtype="float32")
+    fast.model.use_decode_kernel()
+    ids = torch.tensor([[5], [9], [13]])
+    slots, positions = torch.tensor([2, 0, 1]), torch.tensor([3, 70, 0])
+    logits = []
+    for model in (plain, fast):
+        with torch.inference_mode():
+            cache = model.model.new_cache(3, 128)
+            torch.manual_seed(0)
+            for t in cache.k + cache.v:  # stand-in for earlier sequences' entries
+                t.normal_()
+            logits.append(model.model.decode_rows(ids, slots, positions, cache))
+    torch.testing.assert_close(logits[1], logits[0], atol=1e-4, rtol=1e-4)

@@ -7,7 +7,9 @@ and all the query heads that share it, keeping a partial softmax (its output and
 a second kernel combines the slices. Slices past the current position are skipped,
 so only the written part of the cache is read, where the masked fused kernel reads all of it.
 
-The position is read on the GPU, so a captured graph replays correctly at every step. Triton
+The position is read on the GPU, so a captured graph replays correctly at every step. A batch of
+sequences served together (tutor.engine.batching) gives each row its own position and its own
+slot in a shared cache, so rows of different lengths share one launch. Triton
 comes with PyTorch's CUDA builds; without it (or with TUTOR_DECODE_KERNEL=0) the model keeps
 PyTorch's scaled_dot_product_attention. Tests run the kernels on the CPU in Triton's interpreter.
 """
@@ -37,16 +39,20 @@ COMBINE_CHUNK = 16
 
 
 @triton.jit
-def _split_attention(q, k, v, position, part_out, part_lse,
+def _split_attention(q, k, v, position, slots, part_out, part_lse, position_stride,
                      q_stride_b, q_stride_h, k_stride_b, k_stride_h, k_stride_s,
                      v_stride_b, v_stride_h, v_stride_s, n_kv, n_splits, scale,
                      GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, D: tl.constexpr,
-                     SPLIT: tl.constexpr, BLOCK: tl.constexpr):
+                     SPLIT: tl.constexpr, BLOCK: tl.constexpr, HAS_SLOTS: tl.constexpr):
     kv_row = tl.program_id(0)  # batch * n_kv + key/value head
     split = tl.program_id(1)
     b = kv_row // n_kv
     kv_head = kv_row % n_kv
-    length = tl.load(position) + 1
+    length = tl.load(position + b * position_stride) + 1
+    if HAS_SLOTS:  # the cache row this batch row reads
+        slot = tl.load(slots + b)
+    else:
+        slot = b
     start = split * SPLIT
     if start < length:  # slices wholly past the position have nothing to read
         g = tl.arange(0, GROUP_PAD)
@@ -57,8 +63,8 @@ def _split_attention(q, k, v, position, part_out, part_lse,
         best = tl.full([GROUP_PAD], float("-inf"), tl.float32)
         total = tl.zeros([GROUP_PAD], tl.float32)
         acc = tl.zeros([GROUP_PAD, D], tl.float32)
-        keys = k + b * k_stride_b + kv_head * k_stride_h
-        values = v + b * v_stride_b + kv_head * v_stride_h
+        keys = k + slot * k_stride_b + kv_head * k_stride_h
+        values = v + slot * v_stride_b + kv_head * v_stride_h
         for block in tl.range(start, start + SPLIT, BLOCK):
             n = block + tl.arange(0, BLOCK)
             written = n < length
@@ -80,10 +86,11 @@ def _split_attention(q, k, v, position, part_out, part_lse,
 
 
 @triton.jit
-def _combine(part_out, part_lse, position, out, n_splits,
+def _combine(part_out, part_lse, position, out, n_splits, heads, position_stride,
              D: tl.constexpr, SPLIT: tl.constexpr, CHUNK: tl.constexpr):
     row = tl.program_id(0)  # batch * heads + head
-    used = (tl.load(position) + SPLIT) // SPLIT  # slices that ran: ceil((position + 1) / SPLIT)
+    # slices that ran: ceil((position + 1) / SPLIT)
+    used = (tl.load(position + (row // heads) * position_stride) + SPLIT) // SPLIT
     d = tl.arange(0, D)
     best = float("-inf")
     total = 0.0
@@ -113,12 +120,14 @@ def slice_length(batch: int, kv_heads: int) -> int:
 
 
 @triton_op("tutor::decode_attention", mutates_args=())
-def decode_attention(q: Tensor, k: Tensor, v: Tensor, position: Tensor) -> Tensor:
+def decode_attention(q: Tensor, k: Tensor, v: Tensor, position: Tensor, slots: Tensor | None = None) -> Tensor:
     """Attention of one query per sequence over the cache up to ``position`` (inclusive).
 
-    q [batch, heads, 1, head_dim]; k, v [batch, kv_heads, cache_len, head_dim] (head h uses key/value
-    head h // (heads // kv_heads)); position a 1-element integer tensor. Returns [batch, 1, heads,
-    head_dim], ready for the output projection.
+    q [batch, heads, 1, head_dim]; k, v [cache_rows, kv_heads, cache_len, head_dim] (head h uses
+    key/value head h // (heads // kv_heads)); ``position`` an integer tensor of 1 element (every row
+    at the same position) or ``batch`` (one per row); ``slots`` (optional, [batch]) the cache row
+    each batch row reads, else row b reads cache row b. Returns [batch, 1, heads, head_dim], ready
+    for the output projection.
     """
     batch, heads, _, dim = q.shape
     n_kv, length = k.shape[1], k.shape[2]
@@ -128,12 +137,13 @@ def decode_attention(q: Tensor, k: Tensor, v: Tensor, position: Tensor) -> Tenso
     part_out = torch.empty((batch, heads, n_splits, dim), dtype=torch.float32, device=q.device)
     part_lse = torch.empty((batch, heads, n_splits), dtype=torch.float32, device=q.device)
     out = torch.empty((batch, 1, heads, dim), dtype=q.dtype, device=q.device)
+    position_stride = 0 if position.numel() == 1 else 1
     wrap_triton(_split_attention)[(batch * n_kv, n_splits)](
-        q, k, v, position, part_out, part_lse,
+        q, k, v, position, slots if slots is not None else position, part_out, part_lse, position_stride,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), n_kv, n_splits, dim ** -0.5,
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), D=dim, SPLIT=split,
-        BLOCK=block_length(dim, k.dtype), num_warps=NUM_WARPS)
-    wrap_triton(_combine)[(batch * heads,)](part_out, part_lse, position, out, n_splits,
+        BLOCK=block_length(dim, k.dtype), HAS_SLOTS=slots is not None, num_warps=NUM_WARPS)
+    wrap_triton(_combine)[(batch * heads,)](part_out, part_lse, position, out, n_splits, heads, position_stride,
                                            D=dim, SPLIT=split, CHUNK=COMBINE_CHUNK)
     return out

@@ -46,10 +46,14 @@ class KVCache:
     entry in place; slices of one shared tensor made torch.compile copy the whole cache per step.
     """
 
-    def __init__(self, config: ModelConfig, batch: int, max_len: int, dtype: torch.dtype, device: torch.device):
+    def __init__(self, config: ModelConfig, batch: int, max_len: int, dtype: torch.dtype, device: torch.device,
+                 zeroed: bool = True):
+        # zeroed=False leaves the memory as allocated: on the CPU, pages then count only once written
+        # (a cache shared by many sequences, tutor.engine.batching, zeroes each slot on first use).
         shape = (batch, config.num_kv_heads, max_len, config.head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_layers)]
+        new = torch.zeros if zeroed else torch.empty
+        self.k = [new(shape, dtype=dtype, device=device) for _ in range(config.num_layers)]
+        self.v = [new(shape, dtype=dtype, device=device) for _ in range(config.num_layers)]
         # Slot numbers, compared with positions to build the attention masks (made once, not per token).
         self.slots = torch.arange(max_len, device=device)
 
@@ -64,6 +68,10 @@ class KVCache:
     @property
     def device(self) -> torch.device:
         return self.slots.device
+
+    def slot(self, row: int) -> CacheTensors:
+        """One batch row of the cache as a cache of batch 1 (views: writes land in this cache)."""
+        return CacheTensors([k[row:row + 1] for k in self.k], [v[row:row + 1] for v in self.v], self.slots)
 
     def copy_prefix(self, other: KVCache, length: int) -> None:
         """Copy the first ``length`` positions of ``other`` (same model, any max_len) into this cache."""
@@ -105,13 +113,16 @@ class Attention(nn.Module):
         return self.qkv_proj(x).split((self.n_heads * self.head_dim, kv, kv), dim=-1)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | CacheTensors | None, layer: int,
-                positions: Tensor, mask: Tensor | None) -> Tensor:
+                positions: Tensor, mask: Tensor | None, rows: Tensor | None = None) -> Tensor:
         b, t, _ = x.shape
         q, k, v = self._qkv(x)
         q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         v = v.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if rows is not None:
+            assert cache is not None
+            return self.o_proj(self._slot_attention(q, k, v, cache, layer, positions, rows, mask))
         if cache is not None:
             cache.k[layer][:, :, positions] = k
             cache.v[layer][:, :, positions] = v
@@ -128,6 +139,44 @@ class Attention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+
+    def _slot_attention(self, q: Tensor, k: Tensor, v: Tensor, cache: KVCache | CacheTensors, layer: int,
+                        positions: Tensor, rows: Tensor, mask: Tensor | None) -> Tensor:
+        """Attention for sequences that share one cache, each in its own slot (tutor.engine.batching).
+
+        q/k/v are [b, heads, t, d] with either t == 1 (one token per sequence: batch row i sits in
+        cache slot rows[i] at positions[i]) or b == 1 (new prompts packed into one row: token j sits in
+        slot rows[j] at positions[j], and ``mask`` [t, t] keeps each token to its own prompt, which
+        starts at position 0). The new keys and values go into their slots. Returns [b, t, heads * d].
+        """
+        b, _, t, d = q.shape
+        cache.k[layer][rows, :, positions] = k.transpose(1, 2).reshape(b * t, self.n_kv, d)
+        cache.v[layer][rows, :, positions] = v.transpose(1, 2).reshape(b * t, self.n_kv, d)
+        if t > 1:  # packed prompts: nothing cached before them, so only the block itself is attended
+            assert mask is not None
+            if q.device.type == "cpu":
+                out = grouped_attention(q, k, v, mask)
+            else:  # every query head its own key/value head, so the memory-efficient kernel takes the mask
+                group = self.n_heads // self.n_kv
+                k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return out.transpose(1, 2).reshape(b, t, self.n_heads * d)
+        if self.decode_kernel is not None:  # reads each slot only up to its row's position
+            return self.decode_kernel(q, cache.k[layer], cache.v[layer], positions, rows).view(b, 1, -1)
+        # Without the kernels, each row's slot is gathered (a copy: on the CPU only as far as the
+        # furthest row has written) and attended under its own mask.
+        length = int(positions.max()) + 1 if q.device.type == "cpu" else cache.k[layer].shape[2]
+        keys, values = cache.k[layer][rows, :, :length], cache.v[layer][rows, :, :length]
+        written = cache.slots[None, :length] <= positions[:, None]  # [b, length]
+        # Past a row's position its slot holds another sequence's stale entries, or never-written
+        # memory; zeroed, so that a weight of 0 can never meet a NaN.
+        values = values.masked_fill(~written[:, None, :, None], 0)
+        if q.device.type == "cpu":
+            out = grouped_attention(q, keys, values, written[:, None, None, None, :])
+        else:
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=written[:, None, None, :],
+                                                 enable_gqa=self.n_kv != self.n_heads)
+        return out.transpose(1, 2).reshape(b, 1, self.n_heads * d)
 
 
 def grouped_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
@@ -222,8 +271,8 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | CacheTensors | None, layer: int,
-                positions: Tensor, mask: Tensor | None) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, positions, mask)
+                positions: Tensor, mask: Tensor | None, rows: Tensor | None = None) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, positions, mask, rows)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -327,12 +376,15 @@ class Transformer(nn.Module):
         h = self.model.embed_tokens(ids)
         return h * self.embed_scale.to(h.dtype)
 
-    def _run(self, ids: Tensor, positions: Tensor, cache: KVCache | CacheTensors | None, mask: Tensor | None) -> Tensor:
+    def _run(self, ids: Tensor, positions: Tensor, cache: KVCache | CacheTensors | None, mask: Tensor | None,
+             rows: Tensor | None = None) -> Tensor:
         h = self._embed(ids)
         cos = self.rope_cos[positions].to(h.dtype)
         sin = self.rope_sin[positions].to(h.dtype)
+        if rows is not None and ids.shape[1] == 1:  # a position per batch row: [b, 1, 1, d] against [b, heads, 1, d]
+            cos, sin = cos[:, None, None], sin[:, None, None]
         for i, layer in enumerate(self.model.layers):
-            h = layer(h, cos, sin, cache, i, positions, mask)
+            h = layer(h, cos, sin, cache, i, positions, mask, rows)
         return self.model.norm(h)
 
     def head(self, h: Tensor) -> Tensor:
@@ -368,6 +420,21 @@ class Transformer(nn.Module):
         positions = position + torch.arange(ids.shape[1], device=ids.device)
         mask = cache.slots[None, :] <= positions[:, None]  # [t, max_len]
         return self.head(self._run(ids, positions, cache, mask)).float()
+
+    def decode_rows(self, ids: Tensor, slots: Tensor, positions: Tensor, cache: KVCache | CacheTensors) -> Tensor:
+        """One token per batch row, each row a sequence in its own cache slot: ``ids`` [b, 1] at
+        ``positions`` [b] in slots ``slots`` [b] of a cache shared by many sequences. Returns float
+        logits [b, vocab]. Shapes depend only on b, so each batch size can be captured once."""
+        h = self._run(ids, positions, cache, None, rows=slots)
+        return self.head(h[:, -1]).float()
+
+    def prefill_packed(self, ids: Tensor, slots: Tensor, positions: Tensor, mask: Tensor, last: Tensor,
+                       cache: KVCache | CacheTensors) -> Tensor:
+        """New prompts packed into one row, ``ids`` [1, t]: token j goes to cache slot ``slots[j]`` at
+        ``positions[j]``; ``mask`` [t, t] lets a token see the earlier tokens of its own prompt only.
+        Returns float logits [n, vocab] at the indices ``last`` [n] (each prompt's last token)."""
+        h = self._run(ids, positions, cache, mask, rows=slots)
+        return self.head(h[0, last]).float()
 
     def decode_step(self, ids: Tensor, position: Tensor, cache: KVCache | CacheTensors) -> Tensor:
         """One token per sequence at ``position`` (a 1-element tensor). Returns float logits [batch, vocab].

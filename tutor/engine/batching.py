@@ -1,0 +1,685 @@
+"""Continuous batching: one decode step over every active sequence, for a server with many users.
+
+A :class:`BatchScheduler` owns one model and one thread. Each pass of its loop:
+
+1. retires the sequences that finished, were cancelled or were stopped since the last pass;
+2. seats sequences whose prompt is in the cache as rows of the batch;
+3. admits waiting requests into free cache slots, the user with the fewest running sequences first;
+4. launches one decode step over all rows (on a GPU a CUDA graph captured for that batch size);
+5. reads the previous step's tokens while the GPU runs this one, and streams their text;
+6. prefills new prompts, at most ``prefill_tokens`` a pass, so a long prompt never holds up
+   everyone's next token for more than one chunk: short new prompts are packed into one pass.
+
+The cache has fixed slots: ``slots`` rows of ``max_len`` positions, one sequence a slot (plus a
+scratch row that padding rows of a captured batch write to). Fixed slots rather than paged blocks
+because a class's requests are short and alike (inline completions, chats about one notebook):
+on a GPU the slots for 64 sequences of the 2B model's full context take 9.7 GB, and a slot index
+and a length per row is all the captured step and the attention kernels need; a slot is also what
+an editor's session keeps between requests, so a keystroke prefills only what changed. Requests
+that do not fit a slot (longer than ``max_len``) or that ask for drafted tokens (prompt lookup, a
+batch-1 technique) run on their own cache through the single-sequence path, one pass per loop.
+
+The loop works ahead by one step: step n + 1 runs on the GPU while the host reads step n's
+tokens. Greedy rows feed their argmax back inside the captured step; sampled rows are sampled on
+the GPU after it. So a sequence that stopped at step n has run one step too many; its extra keys
+and values lie past its end, where nothing reads them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from queue import SimpleQueue
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import PromptError
+from .generation import GenerationResult, GenerationStream, StopStrings, sample
+from .graphs import compile_enabled, graphs_enabled
+from .model import CacheTensors, KVCache
+from .session import common_prefix
+from .tokenizer import StreamDecoder
+
+# What a consumer is given: a text piece, then the result; or an exception if the step failed.
+Delivery = Callable[[Any], None]
+
+GPU_SLOTS = 64
+CPU_SLOTS = 4
+BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+MAX_USERS_REMEMBERED = 10_000
+
+
+@dataclass
+class SchedulerStats:
+    """Counters for /health and /metrics (read without a lock: each is one attribute write)."""
+
+    waiting: int = 0
+    prefilling: int = 0
+    running: int = 0  # rows of the batch
+    solo: int = 0  # sequences on their own cache
+    steps: int = 0
+    tokens: int = 0  # generated, all sequences
+    prefill_tokens: int = 0
+    finished: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "cancelled": 0, "error": 0})
+
+
+class _Sequence:
+    """One request inside the scheduler, from admission to its result."""
+
+    def __init__(self, model: Any, request: Any, session: str | None, user: str, deliver: Delivery):
+        self.request, self.session, self.user, self.deliver = request, session, user, deliver
+        self.prompt: list[int] = request.prompt
+        self.decoder, self.stopper = StreamDecoder(model.tokenizer), StopStrings(request.stop_strings)
+        self.generated: list[int] = []
+        self.fed = 0  # generated tokens whose keys and values a launched step writes
+        self.slot = -1
+        self.start = 0  # prompt tokens reused from the session's cache
+        self.prefilled = 0  # prompt tokens in the cache
+        self.reason: str | None = None  # set once finished
+        self.generator: torch.Generator | None = None
+        params = request.params
+        if params.seed is not None and not params.greedy:
+            self.generator = torch.Generator(device=model.device).manual_seed(params.seed)
+        self.solo: Any = None  # the single-sequence generator, for sequences that are not rows
+        self.arrival = time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        return self.reason is not None
+
+    @property
+    def sampled(self) -> bool:
+        return not self.request.params.greedy
+
+
+class _Session:
+    """An editor's slot between requests: the ids its cache holds, and the request using it, if any."""
+
+    def __init__(self, slot: int):
+        self.slot = slot
+        self.ids: list[int] = []
+        self.busy: _Sequence | None = None
+
+
+class _Ready:
+    """An event stand-in on the CPU, where everything has run by the time it is asked."""
+
+    def synchronize(self) -> None:
+        pass
+
+
+class BatchedStep:
+    """The decode step over the first b rows of the batch buffers, on a cache of slots.
+
+    ``token`` [rows, 1], ``slots`` [rows] and ``positions`` [rows] are the step's inputs, kept on the
+    device; each step writes its argmax into ``token`` and moves ``positions`` on, so greedy rows
+    feed themselves. On a GPU each bucket size is captured once in a CUDA graph (and with
+    TUTOR_COMPILE=1 compiled first); padding rows read and write the scratch slot.
+    """
+
+    def __init__(self, model: Any, cache: KVCache, scratch: int, rows: int):
+        self.model, self.cache, self.scratch = model, cache, scratch
+        device = cache.device
+        self.captured = graphs_enabled(device)
+        self.buckets = sorted({b for b in BUCKETS if b < rows} | {rows})
+        self.token = torch.zeros((rows, 1), dtype=torch.long, device=device)
+        self.slots = torch.full((rows,), scratch, dtype=torch.long, device=device)
+        self.positions = torch.zeros(rows, dtype=torch.long, device=device)
+        self._last = cache.max_len - 1
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, Tensor]] = {}
+        self._pool = torch.cuda.graph_pool_handle() if self.captured else None
+        self._step = self._compiled() if compile_enabled(device) else model.model.decode_rows
+
+    def _compiled(self) -> Callable[[Tensor, Tensor, Tensor, KVCache], Tensor]:
+        decode_rows = self.model.model.decode_rows
+        compiled = torch.compile(lambda ids, slots, positions, k, v, ar: decode_rows(ids, slots, positions,
+                                                                                    CacheTensors(k, v, ar)),
+                                 fullgraph=True)
+        return lambda ids, slots, positions, cache: compiled(ids, slots, positions, cache.k, cache.v, cache.slots)
+
+    def bucket(self, b: int) -> int:
+        return next(size for size in self.buckets if size >= b) if self.captured else b
+
+    def _body(self, b: int) -> Tensor:
+        logits = self._step(self.token[:b], self.slots[:b], self.positions[:b], self.cache)
+        self.token[:b].copy_(logits.argmax(dim=-1, keepdim=True))
+        # Padding rows would walk off the cache; real rows never reach its last position before their end.
+        self.positions[:b].add_(1).clamp_(max=self._last)
+        return logits
+
+    def capture(self, b: int) -> None:
+        """Capture (and compile) the step for bucket size b now, so no request waits for it."""
+        if not self.captured or b in self._graphs:
+            return
+        device = self.cache.device
+        saved = [t[:b].clone() for t in (self.token, self.slots, self.positions)]
+        self.slots[:b].fill_(self.scratch)  # warm-up and capture write only the scratch slot
+        self.positions[:b].zero_()
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.inference_mode(), torch.cuda.stream(side):
+            for _ in range(2):  # kernels choose their algorithms and allocate outside the capture
+                self._body(b)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+            logits = self._body(b)
+        self._graphs[b] = (graph, logits)
+        for t, old in zip((self.token, self.slots, self.positions), saved, strict=True):
+            t[:b].copy_(old)
+
+    def run(self, b: int) -> Tensor:
+        """One step over the first ``b`` rows (padded up to a bucket on a GPU); logits [bucket, vocab]."""
+        size = self.bucket(b)
+        if not self.captured:
+            with torch.inference_mode():
+                return self._body(size)
+        if size not in self._graphs:
+            self.capture(size)
+        graph, logits = self._graphs[size]
+        graph.replay()
+        return logits
+
+
+class BatchScheduler:
+    """Serves many generation requests on one model at once (see the module's doc).
+
+    ``slots`` (sequences at once) and ``max_len`` (positions a slot holds) default to what fits: on
+    a GPU up to 64 slots of the model's whole context, within half the memory free after loading;
+    on the CPU 4 slots, whose pages are only taken as they are written. ``prefill_tokens`` bounds
+    the prompt tokens prefilled between two decode steps (default 512 on a GPU, 128 on the CPU).
+    """
+
+    def __init__(self, model: Any, *, slots: int | None = None, max_len: int | None = None,
+                 prefill_tokens: int | None = None):
+        self.model = model
+        self.device = model.device
+        self.max_len = min(max_len or model.context_length, model.context_length)
+        self.slots = slots or self._fitting_slots()
+        if self.slots < 1 or self.max_len < 2:
+            raise ValueError(f"slots and max_len must be positive, got {self.slots} and {self.max_len}")
+        cpu = self.device.type == "cpu"
+        self.prefill_tokens = prefill_tokens or (128 if cpu else 512)
+        with torch.inference_mode():
+            self.cache = KVCache(model.config, self.slots + 1, self.max_len, model.dtype, self.device, zeroed=not cpu)
+            self.step = BatchedStep(model, self.cache, self.slots, self.slots)
+        self._zeroed = [not cpu] * (self.slots + 1)
+        self.stats = SchedulerStats()
+        # Shared with submitters, under the lock:
+        self._lock = threading.Lock()
+        self._inbox: deque[_Sequence] = deque()
+        self._wake = threading.Event()
+        self._closed = False
+        # The loop's own state (its thread only):
+        self._waiting: OrderedDict[str, deque[_Sequence]] = OrderedDict()  # by user, in order of first arrival
+        self._running_by_user: dict[str, int] = {}
+        self._admitted: OrderedDict[str, int] = OrderedDict()  # user -> when last admitted
+        self._admissions = itertools.count()
+        self._prefilling: list[_Sequence] = []
+        self._ready: list[_Sequence] = []  # prompt prefilled last pass: seated in the batch at the next
+        self._first: Tensor | None = None  # ... with these first tokens, on the device
+        self._first_host: tuple[list[_Sequence], Tensor, Any] | None = None  # the same, copied to the host
+        self._rows: list[_Sequence] = []
+        self._solo: list[_Sequence] = []
+        self._inflight: tuple[list[_Sequence], Tensor, Any] | None = None
+        self._free = list(range(self.slots - 1, -1, -1))
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()  # least recently used first
+        self._host = [self._host_buffer(self.slots) for _ in range(2)]
+        self._flip = 0
+        self._thread = threading.Thread(target=self._loop, name="tutor-batching", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ sizing
+
+    def _slot_bytes(self) -> int:
+        c = self.model.config
+        return 2 * c.num_layers * c.num_kv_heads * c.head_dim * self.max_len * self.model.dtype.itemsize
+
+    def _fitting_slots(self) -> int:
+        if self.device.type != "cuda":
+            return CPU_SLOTS
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return max(1, min(GPU_SLOTS, free // 2 // self._slot_bytes()))
+
+    def _host_buffer(self, n: int) -> Tensor:
+        return torch.zeros(n, dtype=torch.long, pin_memory=self.device.type == "cuda")
+
+    def _event(self) -> Any:
+        if self.device.type != "cuda":
+            return _Ready()
+        event = torch.cuda.Event()
+        event.record()
+        return event
+
+    def warm_up(self) -> None:
+        """Capture (and compile) the batched step for every batch size now (a GPU only)."""
+        for size in self.step.buckets:
+            self.step.capture(size)
+
+    # ------------------------------------------------------------------ public
+
+    def submit(self, request: Any, *, session: str | None = None, user: str = "",
+               deliver: Delivery | None = None) -> GenerationStream[GenerationResult] | None:
+        """Queue a checked request (``CodeGemma._request``). Without ``deliver`` returns a stream of
+        text pieces (its result at the end); with it, each piece, then the result (or an exception),
+        is handed to ``deliver`` on the scheduler's thread, which must not block.
+
+        ``session`` names an editor whose requests share a prefix: its slot keeps the cache between
+        requests, and a newer request of the same session cancels an older one still running."""
+        stream = None
+        if deliver is None:
+            queue: SimpleQueue = SimpleQueue()
+            deliver = queue.put
+            stream = GenerationStream(_from_queue(queue), request.cancel)
+        seq = _Sequence(self.model, request, session, user, deliver)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the batch scheduler is closed")
+            self._inbox.append(seq)
+        self._wake.set()
+        return stream
+
+    def generate(self, prompt_ids: Sequence[int], *, session: str | None = None, user: str = "",
+                 stream: bool = False, **options: Any) -> GenerationResult | GenerationStream[GenerationResult]:
+        """Like :meth:`CodeGemma.generate` (same options), served in the batch."""
+        request = self.model._request(prompt_ids, **options)
+        streamed = self.submit(request, session=session, user=user)
+        assert streamed is not None
+        return streamed if stream else streamed.run()
+
+    def close(self) -> None:
+        """Stop the loop; requests still running end as cancelled."""
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=60)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _busy(self) -> bool:
+        return bool(self._inbox or self._waiting or self._prefilling or self._ready or self._rows or self._solo
+                    or self._inflight or self._first_host)
+
+    def _loop(self) -> None:
+        while True:
+            if not self._busy():
+                self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                self._shut_down()
+                return
+            with torch.inference_mode():  # the step's buffers are inference tensors
+                try:
+                    self._iterate()
+                except Exception as error:  # noqa: BLE001 - a failed step fails its requests, never the server
+                    self._fail_all(error)
+
+    def _iterate(self) -> None:
+        self._take_inbox()
+        self._retire()
+        self._seat_ready()
+        self._admit()
+        launched = self._launch() if self._rows else None
+        if self._inflight is not None:
+            self._read(*self._inflight)
+        self._inflight = launched
+        if self._first_host is not None:
+            self._read(*self._first_host)
+            self._first_host = None
+        self._prefill()
+        self._advance_solo()
+        self.stats.running, self.stats.prefilling, self.stats.solo = len(self._rows), len(self._prefilling), \
+            len(self._solo)
+        self.stats.waiting = sum(len(q) for q in self._waiting.values())
+
+    # ------------------------------------------------------------------ admission
+
+    def _take_inbox(self) -> None:
+        with self._lock:
+            new, self._inbox = list(self._inbox), deque()
+        for seq in new:
+            request = seq.request
+            if len(seq.prompt) + request.max_new_tokens + request.draft_tokens > self.max_len or request.draft_tokens:
+                seq.solo = self.model._pieces(request)  # its own cache, the single-sequence loops
+                self._solo.append(seq)
+                self._count(seq.user, +1)
+                continue
+            if seq.session is not None:
+                owner = self._sessions.get(seq.session)
+                if owner is not None and owner.busy is not None and not owner.busy.done:
+                    owner.busy.request.cancel.set()  # a newer request from the same editor wins
+            self._waiting.setdefault(seq.user, deque()).append(seq)
+
+    def _count(self, user: str, change: int) -> None:
+        self._running_by_user[user] = self._running_by_user.get(user, 0) + change
+        if not self._running_by_user[user]:
+            del self._running_by_user[user]
+
+    def _admit(self) -> None:
+        """Waiting requests into slots: each time the user with the fewest running sequences, then the
+        one admitted least recently (round robin), then the one waiting longest; so one student's many
+        requests cannot crowd out the others'."""
+        while self._waiting:
+            candidates = [(self._running_by_user.get(user, 0), self._admitted.get(user, -1), queue[0].arrival, user)
+                          for user, queue in self._waiting.items()]
+            placed = False
+            for *_, user in sorted(candidates):
+                queue = self._waiting[user]
+                seq = queue[0]
+                if seq.request.cancel.is_set():
+                    queue.popleft()
+                    self._finish_unstarted(seq)
+                elif not self._place(seq):
+                    continue
+                else:
+                    queue.popleft()
+                    self._count(user, +1)
+                    self._admitted[user] = next(self._admissions)
+                    self._admitted.move_to_end(user)
+                    if len(self._admitted) > MAX_USERS_REMEMBERED:
+                        self._admitted.popitem(last=False)
+                    self._prefilling.append(seq)
+                if not queue:
+                    del self._waiting[user]
+                placed = True
+                break
+            if not placed:
+                return
+
+    def _place(self, seq: _Sequence) -> bool:
+        """Give ``seq`` a slot: its session's (keeping the shared prefix) or a free one. False if none."""
+        owner = self._sessions.get(seq.session) if seq.session is not None else None
+        if owner is not None:
+            if owner.busy is not None:
+                return False  # the older request's slot is freed at the next retirement
+            self._sessions.move_to_end(seq.session)
+            keep = common_prefix(owner.ids, seq.prompt)
+            seq.slot, seq.start = owner.slot, min(keep, len(seq.prompt) - 1)
+            seq.prefilled = seq.start
+            owner.busy = seq
+            return True
+        slot = self._free_slot()
+        if slot is None:
+            return False
+        seq.slot = slot
+        if seq.session is not None:
+            owner = self._sessions[seq.session] = _Session(slot)
+            owner.busy = seq
+        return True
+
+    def _free_slot(self) -> int | None:
+        if not self._free:  # take the slot of the editor idle the longest
+            idle = next((name for name, s in self._sessions.items() if s.busy is None), None)
+            if idle is None:
+                return None
+            self._free.append(self._sessions.pop(idle).slot)
+        slot = self._free.pop()
+        if not self._zeroed[slot]:  # first use of never-written (CPU) memory: no NaN may hide there
+            for t in self.cache.k + self.cache.v:
+                t[slot].zero_()
+            self._zeroed[slot] = True
+        return slot
+
+    # ------------------------------------------------------------------ prefill
+
+    def _prefill(self) -> None:
+        """Prefill up to ``prefill_tokens`` prompt tokens: whole new prompts packed into one pass, then
+        chunks of the others (long prompts, or the new part after a session's cached prefix)."""
+        budget = self.prefill_tokens
+        packed: list[_Sequence] = []
+        chunked: list[tuple[_Sequence, int]] = []
+        for seq in list(self._prefilling):
+            if budget <= 0:
+                break
+            if seq.request.cancel.is_set():
+                self._prefilling.remove(seq)
+                self._release(seq, "cancelled")
+                continue
+            remaining = len(seq.prompt) - seq.prefilled
+            if seq.prefilled == 0 and remaining <= budget:
+                packed.append(seq)
+                budget -= remaining
+            else:
+                chunk = min(remaining, budget)
+                chunked.append((seq, chunk))
+                budget -= chunk
+        if not packed and not chunked:
+            return
+        done: list[_Sequence] = []
+        logits: list[Tensor] = []
+        with torch.inference_mode():
+            if packed:
+                logits.append(self._prefill_packed(packed))
+                done += packed
+            for seq, chunk in chunked:
+                ids = torch.tensor([seq.prompt[seq.prefilled:seq.prefilled + chunk]], device=self.device)
+                h = self.model.model.prefill(ids, self.cache.slot(seq.slot), start=seq.prefilled)
+                seq.prefilled += chunk
+                if seq.prefilled == len(seq.prompt):
+                    logits.append(self.model.model.head(h[:, -1]).float())
+                    done.append(seq)
+            self.stats.prefill_tokens += self.prefill_tokens - budget
+            for seq in done:
+                self._prefilling.remove(seq)
+            if not done:
+                return
+            self._first = self._pick(torch.cat(logits), done)
+        self._ready = done  # _seat_ready has taken the previous ones earlier in this pass
+        host = self._host_buffer(len(done))
+        host.copy_(self._first, non_blocking=True)
+        self._first_host = (done, host, self._event())
+
+    def _prefill_packed(self, seqs: list[_Sequence]) -> Tensor:
+        ids = list(itertools.chain.from_iterable(seq.prompt for seq in seqs))
+        lengths = [len(seq.prompt) for seq in seqs]
+        owner = torch.repeat_interleave(torch.arange(len(seqs)), torch.tensor(lengths))
+        positions = torch.cat([torch.arange(n) for n in lengths])
+        mask = (owner[:, None] == owner[None, :]) & (positions[None, :] <= positions[:, None])
+        slots = torch.tensor([seq.slot for seq in seqs]).repeat_interleave(torch.tensor(lengths))
+        last = torch.tensor(lengths).cumsum(0) - 1
+        to = self.device
+        for seq in seqs:
+            seq.prefilled = len(seq.prompt)
+        return self.model.model.prefill_packed(torch.tensor([ids], device=to), slots.to(to), positions.to(to),
+                                               mask.to(to), last.to(to), self.cache)
+
+    def _pick(self, logits: Tensor, seqs: list[_Sequence]) -> Tensor:
+        """Each sequence's next token from its row of ``logits``, on the device: argmax, or sampled."""
+        tokens = logits.argmax(dim=-1)
+        for i, seq in enumerate(seqs):
+            if seq.sampled:
+                tokens[i] = sample(logits[i:i + 1], seq.request.params, seq.generator)[0]
+        return tokens
+
+    # ------------------------------------------------------------------ the batch
+
+    def _seat_ready(self) -> None:
+        """Sequences whose prompt is prefilled join the batch, their first token already on the device."""
+        if not self._ready:
+            return
+        b, n, step = len(self._rows), len(self._ready), self.step
+        assert self._first is not None
+        step.token[b:b + n, 0] = self._first
+        step.slots[b:b + n] = torch.tensor([seq.slot for seq in self._ready], device=self.device)
+        step.positions[b:b + n] = torch.tensor([len(seq.prompt) for seq in self._ready], device=self.device)
+        self._rows += self._ready
+        self._ready, self._first = [], None
+
+    def _launch(self) -> tuple[list[_Sequence], Tensor, Any]:
+        b = len(self._rows)
+        logits = self.step.run(b)
+        sampled = [(i, seq) for i, seq in enumerate(self._rows) if seq.sampled]
+        if sampled:
+            with torch.inference_mode():
+                for i, seq in sampled:
+                    self.step.token[i, 0] = sample(logits[i:i + 1], seq.request.params, seq.generator)[0]
+        for seq in self._rows:
+            seq.fed += 1
+        host = self._host[self._flip][:b]
+        self._flip ^= 1
+        host.copy_(self.step.token[:b, 0], non_blocking=True)
+        self.stats.steps += 1
+        return list(self._rows), host, self._event()
+
+    def _read(self, seqs: list[_Sequence], host: Tensor, ready: Any) -> None:
+        """The tokens a step (or a prefill) made for ``seqs``, once the device has copied them over."""
+        ready.synchronize()
+        for seq, token in zip(seqs, host.tolist(), strict=True):
+            if not seq.done:  # else the step ran once past its end: nothing to read
+                self._accept(seq, token)
+
+    def _accept(self, seq: _Sequence, token: int) -> None:
+        """One new token of ``seq``: its text goes out; stop tokens, stop strings, the budget and a
+        cancel end it."""
+        request = seq.request
+        if request.cancel.is_set():
+            return self._end(seq, "cancelled")
+        seq.generated.append(token)
+        self.stats.tokens += 1
+        if token in request.stop_ids:
+            return self._end(seq, "stop")
+        text, hit_stop = seq.stopper.feed(seq.decoder.push(token))
+        if text:
+            seq.deliver(text)
+        if hit_stop:
+            return self._end(seq, "stop")
+        if len(seq.generated) >= request.max_new_tokens:
+            return self._end(seq, "length")
+
+    def _end(self, seq: _Sequence, reason: str) -> None:
+        if reason != "stop":
+            tail, hit_stop = seq.stopper.feed(seq.decoder.flush())
+            tail += "" if hit_stop else seq.stopper.flush()
+            reason = "stop" if hit_stop else reason
+            if tail:
+                seq.deliver(tail)
+        seq.reason = reason
+        self.stats.finished[reason] += 1
+        seq.deliver(GenerationResult(text=seq.stopper.text, token_ids=seq.generated, finish_reason=reason,
+                                     prompt_tokens=len(seq.prompt), completion_tokens=len(seq.generated),
+                                     cached_tokens=seq.start, forward_passes=seq.fed))
+
+    def _finish_unstarted(self, seq: _Sequence) -> None:
+        seq.reason = "cancelled"
+        self.stats.finished["cancelled"] += 1
+        seq.deliver(GenerationResult(text="", token_ids=[], finish_reason="cancelled",
+                                     prompt_tokens=len(seq.prompt), completion_tokens=0))
+
+    def _retire(self) -> None:
+        """Finished rows leave the batch (the last rows move into their places); their slots go back,
+        or stay with their editor's session holding what the cache now holds."""
+        for seq in self._rows:
+            if not seq.done and seq.request.cancel.is_set():
+                self._end(seq, "cancelled")
+        if not any(seq.done for seq in self._rows):
+            return
+        keep = [i for i, seq in enumerate(self._rows) if not seq.done]
+        old = len(self._rows)
+        for seq in self._rows:
+            if seq.done:
+                self._release(seq, None)
+        step = self.step
+        if keep != list(range(len(keep))):
+            index = torch.tensor(keep, device=self.device)
+            for buffer in (step.token, step.slots, step.positions):
+                buffer[:len(keep)] = buffer.index_select(0, index)
+        step.slots[len(keep):old] = self.slots  # left rows point at the scratch slot, never at a reused one
+        step.positions[len(keep):old] = 0
+        self._rows = [self._rows[i] for i in keep]
+
+    def _release(self, seq: _Sequence, reason: str | None) -> None:
+        """Give back the slot of a sequence that ended (``reason`` given: it ends now, unstarted)."""
+        if reason is not None and not seq.done:
+            self._end(seq, reason)
+        self._count(seq.user, -1)
+        owner = self._sessions.get(seq.session) if seq.session is not None else None
+        if owner is not None and owner.busy is seq:
+            owner.busy = None
+            owner.ids = seq.prompt[:seq.prefilled] + seq.generated[:seq.fed]
+        else:
+            self._free.append(seq.slot)
+
+    # ------------------------------------------------------------------ single-sequence requests
+
+    def _advance_solo(self) -> None:
+        for seq in list(self._solo):
+            try:
+                if seq.request.cancel.is_set():
+                    seq.solo.close()
+                    raise StopIteration(None)
+                seq.deliver(next(seq.solo))
+                continue
+            except StopIteration as stop:
+                result = stop.value or GenerationResult("", [], "cancelled", len(seq.prompt), 0)
+            except Exception as error:  # noqa: BLE001 - this request fails, not the others
+                seq.deliver(error if isinstance(error, PromptError) else
+                            RuntimeError(f"generation failed: {type(error).__name__}: {error}"))
+                result = None
+            self._solo.remove(seq)
+            self._count(seq.user, -1)
+            seq.reason = result.finish_reason if result else "error"
+            self.stats.finished[seq.reason] += 1
+            if result is not None:
+                self.stats.tokens += result.completion_tokens
+                seq.deliver(result)
+
+    # ------------------------------------------------------------------ failure and shutdown
+
+    def _everyone(self) -> Iterable[_Sequence]:
+        yield from self._inbox
+        for queue in self._waiting.values():
+            yield from queue
+        yield from self._prefilling
+        yield from self._ready
+        yield from self._rows
+        yield from self._solo
+
+    def _fail_all(self, error: Exception) -> None:
+        """A step raised (out of memory, say): every request in flight gets the error, the state starts
+        over, and the loop goes on serving new requests."""
+        with self._lock:
+            everyone = {id(seq): seq for seq in self._everyone()}
+            self._inbox.clear()
+        for seq in everyone.values():
+            if not seq.done:
+                seq.reason = "error"
+                self.stats.finished["error"] += 1
+                seq.deliver(RuntimeError(f"generation failed: {type(error).__name__}: {error}"))
+            if seq.solo is not None:
+                seq.solo.close()
+        self._waiting.clear()
+        self._running_by_user.clear()
+        self._prefilling, self._ready, self._rows, self._solo = [], [], [], []
+        self._first = self._first_host = self._inflight = None
+        self._sessions.clear()
+        self._free = list(range(self.slots - 1, -1, -1))
+        self.step.slots.fill_(self.slots)
+        self.step.positions.zero_()
+
+    def _shut_down(self) -> None:
+        for seq in list(self._everyone()):
+            if not seq.done:
+                seq.request.cancel.set()
+                if seq.solo is not None:
+                    seq.solo.close()
+                if seq.generated:
+                    self._end(seq, "cancelled")
+                else:
+                    self._finish_unstarted(seq)
+
+
+def _from_queue(queue: SimpleQueue) -> Any:
+    while True:
+        item = queue.get()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, GenerationResult):
+            return item
+        else:
+            raise item
