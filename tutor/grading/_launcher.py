@@ -221,7 +221,7 @@ def _run_native(cfg: dict, applied: list) -> None:
         applied.append("pid-namespace")
     if flags & CLONE_NEWIPC:
         applied.append("ipc-namespace")
-    if flags & CLONE_NEWUTS:
+    if flags & CLONE_NEWUTS and _ok(_libc.sethostname(b"sandbox", 7)):
         applied.append("uts-namespace")
     if root and cfg["uid"] is not None:
         applied.append(f"uid-{cfg['uid']}")

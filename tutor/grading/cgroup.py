@@ -98,6 +98,14 @@ class RunCgroup:
             group.remove()
             return None
         memory, pids = folders
+        cpuacct_own = _own_path("cpuacct")
+        if cpuacct_own is not None and (ROOT / "cpuacct").is_dir():  # optional: the run's CPU time, measured
+            try:
+                folder = ROOT / "cpuacct" / cpuacct_own.lstrip("/") / name
+                folder.mkdir()
+                group.folders += (folder,)
+            except OSError:
+                pass
         try:
             _write(memory / "memory.limit_in_bytes", str(memory_bytes))
             if (memory / "memory.memsw.limit_in_bytes").exists():  # swap counted too, where the kernel accounts it
@@ -120,6 +128,20 @@ class RunCgroup:
             if key == "oom_kill" and value.strip().isdigit():
                 return int(value)
         return 0
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time of every process that was in the group (None where no controller counts it)."""
+        try:
+            if self.version == 2:
+                for line in (self.folders[0] / "cpu.stat").read_text().splitlines():
+                    if line.startswith("usage_usec "):
+                        return int(line.split()[1]) / 1e6
+                return None
+            for folder in self.folders[2:]:
+                return int((folder / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            return None
+        return None
 
     def peak_bytes(self) -> int | None:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"

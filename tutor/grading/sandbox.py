@@ -659,7 +659,9 @@ class _Supervisor:
 
     def _result(self) -> RunResult:
         limits = self.limits
-        cpu = (self.rusage.ru_utime + self.rusage.ru_stime) if self.rusage else 0.0
+        cpu = self.group.cpu_seconds() if self.group is not None else None
+        if cpu is None:  # the processes this one waited for only (bubblewrap's init may not be among them)
+            cpu = (self.rusage.ru_utime + self.rusage.ru_stime) if self.rusage else 0.0
         code, sig = self._exit()
         exit_status = signal_name(sig) if sig else f"exit code {code}"
         cpu_limit = math.ceil(limits.cpu_seconds)
