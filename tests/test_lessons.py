@@ -12,7 +12,16 @@ import nbformat
 import pytest
 
 from tutor.cli import main
-from tutor.lessons import RAISES_TAG, STUB, LessonError, analyse, build_student_copy, run_notebook
+from tutor.lessons import (
+    RAISES_TAG,
+    SETUP_CELLS,
+    STUB,
+    LessonError,
+    Removed,
+    analyse,
+    build_student_copy,
+    run_notebook,
+)
 
 LESSONS = sorted((Path(__file__).resolve().parent.parent / "lessons").glob("*.ipynb"))
 
@@ -71,7 +80,7 @@ def test_student_copy_has_stubs_and_no_solution_or_hidden_test(path):
     exercises = [i for i in infos if i.role == "exercise"]
     assert len(exercises) >= 2
     for info in infos:
-        cell, new = teacher.cells[info.index], student.cells[info.index]
+        cell, new = teacher.cells[info.index], student.cells[info.index + SETUP_CELLS]
         if info.role == "exercise":
             assert all(line in new.source for line in STUB)
             solution = _region_lines(cell.source, "### BEGIN SOLUTION", "### END SOLUTION")
@@ -95,7 +104,7 @@ def test_stub_indentation_and_which_exercises_fail_when_run(tmp_path):
                 ("code", "assert answer == 42\n### BEGIN HIDDEN TESTS\nassert type(answer) is int\n"
                          "### END HIDDEN TESTS", ["tests"]))
     student = build_student_copy(nbformat.read(src, as_version=4))
-    cells = student.cells
+    cells = student.cells[SETUP_CELLS:]
     assert cells[0].source == "def add(a, b):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
     assert "tags" not in cells[0].metadata  # the stub runs only when add() is called
     assert cells[1].source == "assert add(1, 2) == 3" and cells[1].metadata.tags == ["tests", RAISES_TAG]
@@ -220,7 +229,8 @@ def test_check_accepts_demo_cells_that_raise_on_purpose_and_skipped_cells(tmp_pa
     rc, out, err = run_cli(capsys, "lesson", "check", str(src))
     assert rc == 0, err
     student = build_student_copy(nbformat.read(src, as_version=4))
-    assert student.cells[0].metadata.tags == ["raises-exception"] and student.cells[1].metadata.tags == ["nbval-skip"]
+    demo, skipped = student.cells[SETUP_CELLS:SETUP_CELLS + 2]
+    assert demo.metadata.tags == ["raises-exception"] and skipped.metadata.tags == ["nbval-skip"]
 
 
 def test_check_passes_a_real_lesson(capsys):
