@@ -18,7 +18,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from ..grading import HINT_LADDER, GradeReport, load_bank
+from ..grading import HINT_LADDER, Bank, GradeReport, load_bank
 from ..grading.remote import GradingUnavailable, RemoteGrader
 from ..grading.student import StudentProblem, grade_student, keep_private, load_full, student_view
 from ..tutoring.practice import Policy, generate_problem, load_policy, next_hint, pick_problem
@@ -88,7 +88,8 @@ class PracticeMagics(Magics):
     def __init__(self, shell: Any, extension: TutorExtension):
         super().__init__(shell)
         self.ext = extension
-        self.bank = load_bank()
+        # the bank as students may see it: the registry never holds a solution or a hidden test
+        self.bank = Bank(tuple(student_view(p) for p in load_bank()))
         self.current: Practice | None = None
         self.lesson: dict[str, Practice] = {}  # a lesson's exercises, by id (registered by %lesson)
         self.policy = load_policy(extension.settings.policy) if extension.settings.policy else Policy()
@@ -117,7 +118,7 @@ class PracticeMagics(Magics):
             return
         try:
             avoid = (self.current.problem.id,) if self.current else ()
-            problem = student_view(pick_problem(self.bank, args.topic, args.level, avoid=avoid))
+            problem = pick_problem(self.bank, args.topic, args.level, avoid=avoid)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         panel = TutorPanel(problem.title)
@@ -150,7 +151,7 @@ class PracticeMagics(Magics):
         else:
             backend.cancel()
             why = "the model took too long" if worker.is_alive() else "no problem passed its own tests"
-            problem = student_view(pick_problem(self.bank, topic, level))
+            problem = pick_problem(self.bank, topic, level)
             note = f"(from the problem bank: {why})"
         self._show(problem, panel, note=note)
         panel.status = ""
