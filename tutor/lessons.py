@@ -509,6 +509,24 @@ def _hidden_cases(source: str, region: Region) -> list:
     return cases_from_tests("\n".join(_lines(source)[region.begin + 1: region.end]), hidden=True)
 
 
+def _prelude(nb: NotebookNode, index: int, plain: list[int]) -> str:
+    """The worked examples (plain code cells, in `plain`) above cell `index`: a lesson's tests may use
+    what they define. Cells that fail on purpose, are skipped, or are not plain Python stay out."""
+    parts = []
+    for i in plain:
+        if i >= index:
+            break
+        cell = nb.cells[i]
+        if set(_tags(cell)) & {RAISES_TAG, "nbval-raises-exception", "nbval-skip", SETUP_TAG} or _skipped(cell):
+            continue
+        try:
+            ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        parts.append(cell.source)
+    return "\n\n".join(parts)
+
+
 def _statement_above(nb: NotebookNode, index: int) -> str:
     for cell in reversed(nb.cells[:index]):
         if cell.cell_type == "markdown" and cell.source.strip():
@@ -540,7 +558,8 @@ def lesson_problems(path: str | Path) -> list:
             id=f"{lesson}_{n}", title=f"{path.stem}: exercise {n}", topic="functions", level=1,
             statement=_statement_above(nb, info.index), function=name,
             starter=_replace_regions(cell.source, info.regions, stub=True), solution=cell.source,
-            public_tests=tuple(public), hidden_tests=tuple(hidden), hints=tuple(_exercise_hints(cell)), source=path))
+            public_tests=tuple(public), hidden_tests=tuple(hidden), hints=tuple(_exercise_hints(cell)), source=path,
+            prelude=_prelude(nb, info.index, [i.index for i in infos if i.role == "code"])))
     return problems
 
 
@@ -555,12 +574,14 @@ def student_exercises(path: str | Path) -> list:
     if not isinstance(meta, dict) or not meta.get("student_copy"):
         raise LessonError(f"{path}: not a student copy built by `tutor lesson build` (it has no exercises "
                           "for the tutor).")
-    exercises, tests = [], {}
+    exercises, tests, plain = [], {}, []
     for index, cell in enumerate(nb.cells):
         info = cell.get("metadata", {}).get("tutor", {})
         if cell.cell_type != "code" or not isinstance(info, dict):
             continue
-        if info.get("tests"):
+        if not info:
+            plain.append(index)
+        elif info.get("tests"):
             tests.setdefault(info["tests"], []).extend(cases_from_tests(cell.source))
         elif info.get("exercise"):
             exercises.append((index, cell, info))
@@ -573,7 +594,7 @@ def student_exercises(path: str | Path) -> list:
             id=str(info["exercise"]), title=f"exercise {len(problems) + 1}", topic="functions", level=1,
             statement=_statement_above(nb, index), function=str(info.get("name") or ""), starter=cell.source,
             public_tests=tuple(tests.get(info["exercise"], ())), hints=tuple(hints), hidden_total=count,
-            origin="lesson", source=path))
+            origin="lesson", source=path, prelude=_prelude(nb, index, plain)))
     return problems
 
 

@@ -96,7 +96,8 @@ def main() -> None:
     if cfg.get("block_sockets"):
         _block_sockets()
     _send(fd, {"event": "started"})
-    code = json.loads(sys.stdin.readline())["code"]
+    request = json.loads(sys.stdin.readline())
+    code, prelude = request["code"], request.get("prelude", "")
     linecache.cache[STUDENT] = (len(code), None, code.splitlines(True), STUDENT)
     try:
         compiled = compile(code, STUDENT, "exec")
@@ -105,6 +106,16 @@ def main() -> None:
                    "offset": getattr(e, "offset", None), "text": (getattr(e, "text", None) or "").rstrip()})
         return
     namespace = {"__name__": "__student__", "__builtins__": builtins}
+    if prelude:  # the lesson's own worked examples: not the student's, and their printing is not theirs either
+        import contextlib
+        import io
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(prelude, "<lesson>", "exec"), namespace)
+        except BaseException as e:
+            _send(fd, {"event": "load_error", **_describe(e)})
+            return
     try:
         exec(compiled, namespace)
     except BaseException as e:  # SystemExit and KeyboardInterrupt included: the student's code ended itself

@@ -165,12 +165,13 @@ def _hide_for(problem: Problem) -> list[Path]:
 def grade(problem: Problem, student_code: str, limits: Limits = DEFAULT_LIMITS) -> GradeReport:
     """Run `student_code` against the problem's public tests, then (separately) its hidden tests."""
     hide = _hide_for(problem)
-    public_run = run_code(student_code, problem.public_tests, limits, hide=hide)
+    public_run = run_code(student_code, problem.public_tests, limits, hide=hide, prelude=problem.prelude)
     public = _public_results(problem.public_tests, public_run)
     status, message, seconds = public_run.status, public_run.message, public_run.seconds
     hidden_passed = 0
     if public_run.status not in ("syntax_error", "load_error"):
-        hidden_run = run_code(student_code, problem.hidden_tests, limits, hide=hide, keep_output=False)
+        hidden_run = run_code(student_code, problem.hidden_tests, limits, hide=hide, keep_output=False,
+                              prelude=problem.prelude)
         hidden_passed = sum(_passes(c, o) for c, o in zip(problem.hidden_tests, hidden_run.outcomes, strict=False))
         seconds += hidden_run.seconds
         if status == "completed" and hidden_run.status != "completed":
@@ -197,7 +198,7 @@ def check_solution(problem: Problem, code: str, limits: Limits = DEFAULT_LIMITS)
     """Run `code` against all of the problem's tests in one sandbox run; the report names every test,
     hidden ones included, so it is for teachers and generators, never for students."""
     cases = problem.public_tests + problem.hidden_tests
-    run = run_code(code, cases, limits, hide=_hide_for(problem))
+    run = run_code(code, cases, limits, hide=_hide_for(problem), prelude=problem.prelude)
     failures = []
     for i, case in enumerate(cases):
         label = f"{'public' if i < len(problem.public_tests) else 'hidden'} test {case.shown!r}"

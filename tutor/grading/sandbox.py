@@ -270,14 +270,16 @@ def _calls_payload(calls: Iterable[Case]) -> list[dict]:
 # ------------------------------------------------------------------ one run
 
 def run_code(code: str, calls: Sequence[Case], limits: Limits = DEFAULT_LIMITS,
-             hide: Sequence[str | Path] = (), keep_output: bool = True) -> RunResult:
+             hide: Sequence[str | Path] = (), keep_output: bool = True, prelude: str = "") -> RunResult:
     """Define `code` in a sandboxed process, then evaluate each call there; see RunResult.
 
     `hide` lists files or folders the code must not read: outside bubblewrap's allow-list they are
     invisible anyway; without bubblewrap they are covered by empty mounts where mounts are allowed.
-    With keep_output=False what the code prints is counted against the cap but not kept.
+    With keep_output=False what the code prints is counted against the cap but not kept. `prelude` runs
+    first, in the same namespace, its printing discarded (a lesson's worked examples).
     """
     mode = _mode()
+    code = (code, prelude)
     try:
         return _run(mode, code, calls, limits, hide, keep_output)
     except _BwrapRefused as refused:
@@ -291,7 +293,7 @@ class _BwrapRefused(Exception):
     pass
 
 
-def _run(mode: str, code: str, calls: Sequence[Case], limits: Limits, hide: Sequence[str | Path],
+def _run(mode: str, code: tuple[str, str], calls: Sequence[Case], limits: Limits, hide: Sequence[str | Path],
          keep_output: bool) -> RunResult:
     root = os.geteuid() == 0
     hide = [str(Path(p).resolve()) for p in hide]
@@ -498,7 +500,7 @@ class _Supervisor:
         kind = event["event"]
         if kind == "started":
             self.started = True
-            self._request({"code": self.code})
+            self._request({"code": self.code[0], "prelude": self.code[1]})
             self.expect = ("ready", "syntax_error", "load_error")
         elif kind == "ready":
             self._next()

@@ -38,6 +38,7 @@ class StudentProblem:
     hidden_total: int
     origin: str  # "bank", "file" (a teacher's or a generated problem) or "lesson" (a student copy's exercise)
     source: Path | None = None
+    prelude: str = ""  # a lesson's worked examples before the exercise, as the student copy has them
 
     def hint(self, rung: int) -> str:
         """The hint at `rung` of the ladder (0 = nudge ... 3 = partial code)."""
@@ -51,7 +52,7 @@ def student_view(problem: Problem, origin: str | None = None) -> StudentProblem:
         origin = "bank" if in_bank or problem.source is None else "file"
     return StudentProblem(problem.id, problem.title, problem.topic, problem.level, problem.statement,
                           problem.function, problem.starter, problem.public_tests, problem.hints,
-                          len(problem.hidden_tests), origin, problem.source)
+                          len(problem.hidden_tests), origin, problem.source, problem.prelude)
 
 
 def problem_to_dict(problem: Problem) -> dict:
@@ -89,7 +90,7 @@ def load_full(view: StudentProblem) -> Problem:
         raise KeyError(f"{view.source} no longer holds the problem {view.id!r}")
     # a lesson's student copy holds no hidden test and no solution: its visible tests are all there is here
     return Problem(view.id, view.title, view.topic, view.level, view.statement, view.function, view.starter,
-                   "", view.public_tests, (), tuple(view.hints), view.source)
+                   "", view.public_tests, (), tuple(view.hints), view.source, view.prelude)
 
 
 def grade_student(view: StudentProblem, code: str, limits: Limits = DEFAULT_LIMITS) -> GradeReport:
