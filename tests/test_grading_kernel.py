@@ -164,3 +164,19 @@ def test_check_in_a_class_is_graded_on_the_server(class_server, lesson_copy):
         report = html_of(k, k.run("%%check\n" + solution))
         # the hidden tests exist only on the server: their count in the report is the server's
         assert "All tests passed" in report and "Hidden tests (you cannot see them): 2 of 2 passed" in report
+
+
+@pytest.mark.parametrize("mode", ["auto", "native"])
+def test_tutor_status_says_what_grading_protects_here(mode):
+    env = {"TUTOR_SANDBOX": mode} if mode == "native" else {}
+    with kernel(**env) as k:
+        k.run("%load_ext tutor")
+        status = stream_of(k.run("%tutor status"), "stdout")
+    [line] = [s for s in status.splitlines() if "grading sandbox:" in s]
+    if mode == "native":
+        assert "native" in line and "not protected: the code can read every file" in status
+    else:
+        from tutor.grading import sandbox_report
+
+        assert sandbox_report().mode in line
+        assert ("every protection is in force" in status) == (not sandbox_report().limitations)
