@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import pytest
 
@@ -32,8 +31,7 @@ def test_lookup_by_id_topic_and_level():
 
 @linux_only
 def test_every_reference_passes_and_every_starter_fails():
-    # One sandbox process per solution, all tests batched into it.
-    start = time.monotonic()
+    # One sandbox process per solution, all tests batched into it (speed: benchmarks/bench_grading.py).
     quick = Limits(cpu_seconds=1, wall_seconds=3)  # one starter is deliberately exponential
     problems_with_failing_references, starters_that_pass = [], []
     for p in BANK:
@@ -42,8 +40,5 @@ def test_every_reference_passes_and_every_starter_fails():
             problems_with_failing_references.append((p.id, reference.status, reference.failures))
         if check_solution(p, p.starter, quick).ok:
             starters_that_pass.append(p.id)
-    elapsed = time.monotonic() - start
     assert not problems_with_failing_references
     assert not starters_that_pass
-    print(f"\n{2 * len(BANK)} sandbox runs in {elapsed:.1f} s")
-    assert elapsed < 40

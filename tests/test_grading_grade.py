@@ -138,3 +138,23 @@ def test_the_harvester_would_find_a_value_that_reached_its_process():
     result = run_code(HOSTILE[1], [Case(call=f"triple({SECRET // 3})")], FAST)
     assert result.outcomes[0].ok, result.outcomes[0].traceback
     assert str(SECRET // 3) in result.outcomes[0].repr
+
+
+def test_a_student_view_holds_no_solution_and_grading_reads_the_rest_from_the_file(secret_problem):
+    from tutor.grading import grade_student, student_view
+    from tutor.grading.student import keep_private, load_full
+
+    view = student_view(secret_problem)
+    assert view.origin == "file" and view.hidden_total == 3
+    assert not hasattr(view, "solution") and not hasattr(view, "hidden_tests")
+    assert str(SECRET) not in repr(view)
+    report = grade_student(view, "def triple(n):\n    return n * 3\n", FAST)
+    assert report.passed and report.hidden_total == 3
+    assert load_full(view) == secret_problem
+
+    private = keep_private(secret_problem)  # a generated problem: a file only this user can read
+    assert private.source.stat().st_mode & 0o077 == 0
+    assert load_full(private).hidden_tests == secret_problem.hidden_tests
+    assert load_full(private).solution == secret_problem.solution
+    bank_view = student_view(load_bank().get("sum_to"))
+    assert bank_view.origin == "bank" and load_full(bank_view) == load_bank().get("sum_to")

@@ -12,7 +12,16 @@ import nbformat
 import pytest
 
 from tutor.cli import main
-from tutor.lessons import RAISES_TAG, STUB, LessonError, analyse, build_student_copy, run_notebook
+from tutor.lessons import (
+    RAISES_TAG,
+    SETUP_CELLS,
+    STUB,
+    LessonError,
+    Removed,
+    analyse,
+    build_student_copy,
+    run_notebook,
+)
 
 LESSONS = sorted((Path(__file__).resolve().parent.parent / "lessons").glob("*.ipynb"))
 
@@ -71,7 +80,7 @@ def test_student_copy_has_stubs_and_no_solution_or_hidden_test(path):
     exercises = [i for i in infos if i.role == "exercise"]
     assert len(exercises) >= 2
     for info in infos:
-        cell, new = teacher.cells[info.index], student.cells[info.index]
+        cell, new = teacher.cells[info.index], student.cells[info.index + SETUP_CELLS]
         if info.role == "exercise":
             assert all(line in new.source for line in STUB)
             solution = _region_lines(cell.source, "### BEGIN SOLUTION", "### END SOLUTION")
@@ -95,7 +104,7 @@ def test_stub_indentation_and_which_exercises_fail_when_run(tmp_path):
                 ("code", "assert answer == 42\n### BEGIN HIDDEN TESTS\nassert type(answer) is int\n"
                          "### END HIDDEN TESTS", ["tests"]))
     student = build_student_copy(nbformat.read(src, as_version=4))
-    cells = student.cells
+    cells = student.cells[SETUP_CELLS:]
     assert cells[0].source == "def add(a, b):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
     assert "tags" not in cells[0].metadata  # the stub runs only when add() is called
     assert cells[1].source == "assert add(1, 2) == 3" and cells[1].metadata.tags == ["tests", RAISES_TAG]
@@ -220,7 +229,8 @@ def test_check_accepts_demo_cells_that_raise_on_purpose_and_skipped_cells(tmp_pa
     rc, out, err = run_cli(capsys, "lesson", "check", str(src))
     assert rc == 0, err
     student = build_student_copy(nbformat.read(src, as_version=4))
-    assert student.cells[0].metadata.tags == ["raises-exception"] and student.cells[1].metadata.tags == ["nbval-skip"]
+    demo, skipped = student.cells[SETUP_CELLS:SETUP_CELLS + 2]
+    assert demo.metadata.tags == ["raises-exception"] and skipped.metadata.tags == ["nbval-skip"]
 
 
 def test_check_passes_a_real_lesson(capsys):
@@ -262,3 +272,98 @@ def test_lesson_error_is_a_tutor_error():
     from tutor.engine.errors import TutorError
 
     assert issubclass(LessonError, TutorError)
+
+
+# --- the student copy strips what can carry a solution -------------------------------------------------------------
+
+def _rich_teacher_copy(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                        "language_info": {"name": "python"}, "teacher_notes": {"answer": "return a + b"},
+                        "widgets": {"state": "return a + b"}})
+    intro = nbformat.v4.new_markdown_cell("# Add\n![answer](attachment:answer.png)")
+    intro.attachments = {"answer.png": {"image/png": "aGVsbG8="}}
+    exercise = nbformat.v4.new_code_cell(ADD, metadata={
+        "nbgrader": {"solution": True, "grade_id": "add", "checksum": "5d41402abc4b2a76b9719d911017c592",
+                     "locked": False, "cell_type": "code", "schema_version": 3},
+        "jupyter": {"source_hidden": True}, "solution_note": "a + b", "tutor": {"hints": ["Add them."]}})
+    exercise.outputs = [nbformat.v4.new_output("stream", text="3\n")]
+    exercise.execution_count = 4
+    tests = nbformat.v4.new_code_cell(ADD_TESTS, metadata={"tags": ["tests"], "nbgrader": {"grade": True,
+                                                                                         "points": 2}})
+    whole = nbformat.v4.new_code_cell("def twice(x):\n    return 2 * x", metadata={"nbgrader": {"solution": True}})
+    twice_tests = nbformat.v4.new_code_cell("assert twice(2) == 4", metadata={"tags": ["tests"]})
+    answer = nbformat.v4.new_markdown_cell("Because addition commutes.", metadata={"nbgrader": {"solution": True}})
+    nb.cells = [intro, exercise, tests, whole, twice_tests, answer]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_the_build_strips_metadata_attachments_outputs_and_nbgrader_solution_cells(tmp_path, capsys):
+    src = _rich_teacher_copy(tmp_path / "rich.ipynb")
+    out = tmp_path / "out" / "rich.ipynb"
+    rc, stdout, err = run_cli(capsys, "lesson", "build", str(src), "-o", str(out))
+    assert rc == 0, err
+    text = out.read_text()
+    for secret in ("return a + b", "a + b", "return 2 * x", "addition commutes", "aGVsbG8=", "5d41402abc",
+                   "teacher_notes", "widgets", "source_hidden", "solution_note"):
+        assert secret not in text, secret
+    student = nbformat.read(out, as_version=4)
+    assert set(student.metadata) == {"kernelspec", "language_info", "tutor"}
+    setup, intro, exercise, tests, whole, twice_tests, answer = student.cells
+    assert setup.source == "%load_ext tutor\n%lesson rich.ipynb"
+    assert "attachments" not in intro
+    assert exercise.outputs == [] and exercise.execution_count is None
+    assert exercise.metadata.nbgrader == {"solution": True, "grade_id": "add", "locked": False, "schema_version": 3}
+    assert exercise.metadata.tutor["name"] == "add" and exercise.metadata.tutor["hidden_tests"] == 1
+    assert exercise.metadata.tutor["hints"][0] == "Add them."
+    assert whole.source == "\n".join(STUB)  # nbgrader's solution cell without markers: all of it is the solution
+    assert answer.source == "YOUR ANSWER HERE"
+    assert tests.metadata.nbgrader == {"grade": True, "points": 2}
+    assert tests.metadata.tutor == {"tests": "lesson_rich_1"}
+    summary = stdout.splitlines()[-1]
+    assert summary.startswith("removed 1 solution region; 1 hidden-test region; 2 nbgrader solution cells "
+                              "without markers; 1 output; 1 attachment; cell metadata "), summary
+    for name in ("jupyter", "solution_note", "nbgrader.checksum", "nbgrader.cell_type"):
+        assert name in summary
+    assert "notebook metadata teacher_notes, widgets" in summary
+
+
+def test_removed_summary_counts():
+    removed = Removed(solutions=2, hidden_tests=1, outputs=0)
+    assert removed.summary() == "removed 2 solution regions; 1 hidden-test region; 0 outputs"
+
+
+def test_the_student_copy_lists_its_exercises_without_solutions_or_hidden_tests(tmp_path):
+    from tutor.lessons import student_exercises
+
+    src = _rich_teacher_copy(tmp_path / "rich.ipynb")
+    out, _ = build_module_build(src, tmp_path / "student.ipynb")
+    exercises = student_exercises(out)
+    assert [(e.id, e.function, e.hidden_total) for e in exercises] == [("lesson_rich_1", "add", 1),
+                                                                       ("lesson_rich_2", "twice", 0)]
+    add = exercises[0]
+    assert [c.call for c in add.public_tests] == ["add(1, 2)"] and add.public_tests[0].expected == 3
+    assert not hasattr(add, "solution") and not hasattr(add, "hidden_tests")
+    with pytest.raises(LessonError, match="not a student copy"):
+        student_exercises(src)
+
+
+def build_module_build(src: Path, out: Path):
+    from tutor.lessons import build
+
+    return build(src, out)
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_every_lesson_exercise_grades_its_own_solution_on_the_server_side(path):
+    from tutor.grading import grade
+    from tutor.lessons import lesson_problems
+
+    problems = lesson_problems(path)
+    assert problems and all(p.public_tests for p in problems)
+    for problem in problems:
+        report = grade(problem, problem.solution)
+        assert report.passed, (problem.id, report.feedback())
+        stub = grade(problem, problem.starter)
+        assert not stub.passed, problem.id

@@ -80,12 +80,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     settings = resolve_settings({"completion_model": args.model, "chat_model": args.chat_model,
                                  "token": args.token, "device": args.device})
-    if not (settings.completion_model or settings.chat_model):
+    if not (settings.completion_model or settings.chat_model or args.problems):
         raise TutorError("nothing to serve: pass --model (completion) and/or --chat-model (chat), "
-                         "or set TUTOR_COMPLETION_MODEL / TUTOR_CHAT_MODEL.")
+                         "or set TUTOR_COMPLETION_MODEL / TUTOR_CHAT_MODEL, or --problems DIR to grade.")
+    grading = None
+    if args.problems:
+        from .serving.grading import GradingService
+
+        grading = GradingService(args.problems)
     backend = LocalBackend(settings.completion_model, settings.chat_model, device=settings.device, dtype=args.dtype)
     serve(backend, host=args.host, port=args.port, token=settings.token, max_queue=args.max_queue,
-          parent_pid=args.parent_pid)
+          parent_pid=args.parent_pid, grading=grading)
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -129,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda... (default: TUTOR_DEVICE, else CUDA if present)")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: the checkpoint's")
     p.add_argument("--max-queue", type=int, default=16, help="requests per model before answering 503")
+    p.add_argument("--problems", help="grade students' code against the problems and lessons in this folder "
+                                       "(hidden tests stay on the server)")
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 

@@ -1,12 +1,16 @@
 """Runs inside the sandbox as `python -I -S -u -B -c <this source> CONFIG`; stdlib only.
 
-Line-delimited JSON: requests on stdin, replies on the result fd.
+Line-delimited JSON; the grader drives every step and waits for exactly one reply to each:
+  -> {"event": "started"}          (before any of the student's code exists here: the sandbox is up)
   <- {"code": str}
   -> {"event": "syntax_error", ...} | {"event": "load_error", ...} | {"event": "ready"}
-  <- {"calls": [{"setup": str, "call": str, "check": str}, ...]}   (sent only after "ready")
-  -> {"event": "result", "ok": bool, "repr"|"error"...} per call, then {"event": "done"}
-The student's code is defined before any test reaches this process, and expected values never do:
-the grader compares the reprs sent back.
+  <- {"call": {"setup": str, "call": str, "check": str}}   (one at a time, only after the last reply)
+  -> {"event": "result", "ok": bool, "repr"|"error"...}
+  end of input: exit.
+The student's code runs in this process, so it can write on the result fd too; the grader treats
+what comes on it as the student's and accepts only one reply of the expected shape and size per
+request (a forged line ends the run). The student's code is defined before any test reaches this
+process, tests arrive one by one, and expected values never do: the grader compares the reprs.
 """
 
 import builtins
@@ -25,7 +29,7 @@ _HOME_PID = os.getpid()
 def _send(fd: int, message: dict) -> None:
     if os.getpid() != _HOME_PID:  # a process the student forked came back here: it has no say
         os._exit(0)
-    os.write(fd, (json.dumps(message) + "\n").encode())
+    os.write(fd, (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "replace"))
 
 
 def _kind(e: BaseException) -> str:
@@ -83,9 +87,17 @@ def _run_call(call: dict, namespace: dict):
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     fd = cfg["result_fd"]
+    if cfg.get("nproc"):
+        # Lowered here, inside the sandbox's own user namespace where the count is this run's alone
+        # (set before, it would also have to cover every other process of the same user).
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NPROC, (cfg["nproc"],) * 2)
     if cfg.get("block_sockets"):
         _block_sockets()
-    code = json.loads(sys.stdin.readline())["code"]
+    _send(fd, {"event": "started"})
+    request = json.loads(sys.stdin.readline())
+    code, prelude = request["code"], request.get("prelude", "")
     linecache.cache[STUDENT] = (len(code), None, code.splitlines(True), STUDENT)
     try:
         compiled = compile(code, STUDENT, "exec")
@@ -94,6 +106,16 @@ def main() -> None:
                    "offset": getattr(e, "offset", None), "text": (getattr(e, "text", None) or "").rstrip()})
         return
     namespace = {"__name__": "__student__", "__builtins__": builtins}
+    if prelude:  # the lesson's own worked examples: not the student's, and their printing is not theirs either
+        import contextlib
+        import io
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(prelude, "<lesson>", "exec"), namespace)
+        except BaseException as e:
+            _send(fd, {"event": "load_error", **_describe(e)})
+            return
     try:
         exec(compiled, namespace)
     except BaseException as e:  # SystemExit and KeyboardInterrupt included: the student's code ended itself
@@ -101,9 +123,8 @@ def main() -> None:
         return
     _send(fd, {"event": "ready"})
 
-    line = sys.stdin.readline()
-    calls = json.loads(line)["calls"] if line else []
-    for call in calls:
+    while line := sys.stdin.readline():
+        call = json.loads(line)["call"]
         try:
             value = _run_call(call, namespace)
             text = repr(value)
@@ -113,7 +134,6 @@ def main() -> None:
         finally:
             sys.stdout.flush()
         _send(fd, {"event": "result", "ok": True, "repr": text[:MAX_REPR], "truncated": len(text) > MAX_REPR})
-    _send(fd, {"event": "done"})
 
 
 main()

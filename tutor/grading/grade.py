@@ -1,9 +1,10 @@
 """Grade a student's code against a problem's tests, and check a problem's own reference solution.
 
 Public and hidden tests run in two separate sandbox processes. Whatever the student's code
-records while the hidden tests run (their arguments, say) dies with that process: nothing of it is
-shown, not even what it printed; only the count of passed hidden tests comes back. Public tests'
-results, output and errors are shown in full.
+records while the hidden tests run (their arguments, say) dies with that process: nothing it says
+is shown, not what it printed, not its errors, not its exit code; only the count of passed hidden
+tests comes back, and, if the run did not finish, one fixed sentence per kind of ending
+(HIDDEN_MESSAGES). Public tests' results, output and errors are shown in full.
 """
 
 from __future__ import annotations
@@ -20,6 +21,22 @@ from .sandbox import DEFAULT_LIMITS, Limits, RunResult, run_code
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _SHOWN_CHARS = 300  # long values are cut in feedback, never in comparison
+_MAX_LITERAL = 200_000  # a repr longer than the harness sends is not parsed at all
+
+# How a hidden run ended, in words that carry nothing the student's code chose.
+HIDDEN_MESSAGES = {
+    "timeout": "During the hidden tests: your code ran out of time.",
+    "memory": "During the hidden tests: your code used too much memory.",
+    "output": "During the hidden tests: your code printed too much.",
+    "file_too_large": "During the hidden tests: your code tried to write a file that is too big.",
+    "processes": "During the hidden tests: your code tried to start too many processes.",
+    "network": "During the hidden tests: your code tried to use the network.",
+    "recursion": "During the hidden tests: your function called itself too many times.",
+    "crashed": "During the hidden tests: your code stopped before all of them ran.",
+    "interfered": "During the hidden tests: your code wrote on the grader's own channel, so grading stopped.",
+    "syntax_error": "During the hidden tests: your code could not be read.",
+    "load_error": "During the hidden tests: your code raised an error before the tests ran.",
+}
 
 
 @dataclass(frozen=True)
@@ -100,13 +117,18 @@ def _passes(case: Case, outcome) -> bool:
         return False
     if case.check:
         return True
+    if outcome.repr is None or len(outcome.repr) > _MAX_LITERAL:
+        return False
     try:
         # Compare the literal the child printed, never a live object: a student's object cannot
         # answer "equal" to everything from here.
         got = ast.literal_eval(outcome.repr)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, OverflowError):
         return False
-    return same_value(got, case.expected)
+    try:
+        return same_value(got, case.expected)
+    except RecursionError:
+        return False
 
 
 def _public_results(cases: Sequence[Case], run: RunResult) -> tuple[PublicTestResult, ...]:
@@ -143,17 +165,19 @@ def _hide_for(problem: Problem) -> list[Path]:
 def grade(problem: Problem, student_code: str, limits: Limits = DEFAULT_LIMITS) -> GradeReport:
     """Run `student_code` against the problem's public tests, then (separately) its hidden tests."""
     hide = _hide_for(problem)
-    public_run = run_code(student_code, problem.public_tests, limits, hide=hide)
+    public_run = run_code(student_code, problem.public_tests, limits, hide=hide, prelude=problem.prelude)
     public = _public_results(problem.public_tests, public_run)
     status, message, seconds = public_run.status, public_run.message, public_run.seconds
     hidden_passed = 0
     if public_run.status not in ("syntax_error", "load_error"):
-        hidden_run = run_code(student_code, problem.hidden_tests, limits, hide=hide, keep_output=False)
+        hidden_run = run_code(student_code, problem.hidden_tests, limits, hide=hide, keep_output=False,
+                              prelude=problem.prelude)
         hidden_passed = sum(_passes(c, o) for c, o in zip(problem.hidden_tests, hidden_run.outcomes, strict=False))
         seconds += hidden_run.seconds
         if status == "completed" and hidden_run.status != "completed":
             # Say how the hidden run ended (a fixed message), never which test or what it did.
-            status, message = hidden_run.status, f"During the hidden tests: {hidden_run.message}"
+            status = hidden_run.status
+            message = HIDDEN_MESSAGES.get(status, HIDDEN_MESSAGES["crashed"])
     return GradeReport(problem.id, status, message, public, hidden_passed, len(problem.hidden_tests),
                        public_run.output, seconds)
 
@@ -174,7 +198,7 @@ def check_solution(problem: Problem, code: str, limits: Limits = DEFAULT_LIMITS)
     """Run `code` against all of the problem's tests in one sandbox run; the report names every test,
     hidden ones included, so it is for teachers and generators, never for students."""
     cases = problem.public_tests + problem.hidden_tests
-    run = run_code(code, cases, limits, hide=_hide_for(problem))
+    run = run_code(code, cases, limits, hide=_hide_for(problem), prelude=problem.prelude)
     failures = []
     for i, case in enumerate(cases):
         label = f"{'public' if i < len(problem.public_tests) else 'hidden'} test {case.shown!r}"

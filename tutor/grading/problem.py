@@ -102,6 +102,7 @@ class Problem:
     hidden_tests: tuple[Case, ...]
     hints: tuple[str, str, str, str]
     source: Path | None = None
+    prelude: str = ""  # code run before the student's (a lesson's worked examples that its tests use); not shown
 
     def hint(self, rung: int) -> str:
         """The hint at `rung` of the ladder (0 = nudge ... 3 = partial code)."""

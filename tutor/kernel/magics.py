@@ -95,4 +95,7 @@ class TutorMagics(Magics):
                  f"  help when a cell fails: {'on' if self.ext.enabled else 'off'}"]
         if self.ext._backend is not None:  # noqa: SLF001 - reporting only
             lines.append(f"  backend: {self.ext._backend.describe()}")  # noqa: SLF001
+        from ..grading import sandbox_report  # what grading protects on this machine, and what not
+
+        lines += ["  " + line for line in sandbox_report().lines()]
         return "\n".join(lines)

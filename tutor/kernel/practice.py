@@ -1,9 +1,16 @@
-"""%practice, %%check / %check and %hint: practice problems graded in the sandbox."""
+"""%practice, %%check / %check, %hint and %lesson: practice problems and lesson exercises graded in the sandbox.
+
+The magics hold only what a student may see of a problem (tutor.grading.StudentProblem: no solution,
+no hidden test). Grading reads the hidden parts from the problem's file for that one call, or, in a
+class whose server offers grading (TUTOR_ENDPOINT; `tutor serve --problems`), sends the code there.
+"""
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -11,7 +18,9 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from ..grading import HINT_LADDER, GradeReport, Problem, grade, load_bank
+from ..grading import HINT_LADDER, Bank, GradeReport, load_bank
+from ..grading.remote import GradingUnavailable, RemoteGrader
+from ..grading.student import StudentProblem, grade_student, keep_private, load_full, student_view
 from ..tutoring.practice import Policy, generate_problem, load_policy, next_hint, pick_problem
 from ..widgets import Button, TutorPanel
 from .extension import TutorExtension
@@ -19,11 +28,11 @@ from .extension import TutorExtension
 
 @dataclass
 class Practice:
-    problem: Problem
+    problem: StudentProblem
     rung: int = 0  # the next hint's rung
 
 
-def report_markdown(report: GradeReport) -> str:
+def report_markdown(report: GradeReport, *, note: str = "") -> str:
     lines = [f"**{'All tests passed. Well done!' if report.passed else 'Not yet.'}**", ""]
     if report.status != "completed":
         lines += [report.message, ""]
@@ -36,6 +45,8 @@ def report_markdown(report: GradeReport) -> str:
         lines.append("")
     if report.hidden_total:
         lines.append(f"Hidden tests (you cannot see them): {report.hidden_passed} of {report.hidden_total} passed.")
+    if note:
+        lines += ["", note]
     return "\n".join(lines)
 
 
@@ -43,14 +54,49 @@ def _cell(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).replace("|", "\\|").replace("`", "'")[:120]
 
 
+class _Cancellable:
+    """A backend whose generations can all be stopped at once (a bounded wait for a new problem)."""
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.streams: list[Any] = []
+        self.cancelled = False
+
+    def chat(self, *args: Any, **kwargs: Any) -> Any:
+        if self.cancelled:
+            raise TimeoutError("stopped: the wait for a new problem is over")
+        stream = self.backend.chat(*args, **kwargs)
+        self.streams.append(stream)
+        return stream
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for stream in self.streams:
+            try:
+                stream.cancel()
+            except Exception:  # noqa: BLE001 - a stream that already ended
+                pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+
 @magics_class
 class PracticeMagics(Magics):
+    new_problem_seconds = 60.0  # how long %practice --new waits for the model before taking a bank problem
+
     def __init__(self, shell: Any, extension: TutorExtension):
         super().__init__(shell)
         self.ext = extension
-        self.bank = load_bank()
+        # the bank as students may see it: the registry never holds a solution or a hidden test
+        self.bank = Bank(tuple(student_view(p) for p in load_bank()))
         self.current: Practice | None = None
+        self.lesson: dict[str, Practice] = {}  # a lesson's exercises, by id (registered by %lesson)
         self.policy = load_policy(extension.settings.policy) if extension.settings.policy else Policy()
+        settings = extension.settings
+        self.remote = RemoteGrader(settings.endpoint, settings.token) if settings.endpoint else None
+
+    # ------------------------------------------------------------------ problems
 
     @magic_arguments()
     @argument("topic", nargs="?", help="strings, loops, functions, lists, dicts, ... (default: any)")
@@ -68,17 +114,7 @@ class PracticeMagics(Magics):
             if not (self.policy.allows("generate") and self.ext.has_chat_model):
                 raise UsageError("new problems need the model and the course's permission; "
                                  "try %practice without --new.")
-            panel = TutorPanel("A new practice problem")
-            display(panel)
-
-            def task() -> tuple[Button, ...]:
-                panel.status = "Writing a problem and checking its own solution in the sandbox..."
-                problem, source = generate_problem(self.ext.backend(), args.topic or "functions", args.level or 1,
-                                                   bank=self.bank)
-                self._show(problem, panel, note="" if source == "model" else "(from the problem bank)")
-                return self._buttons(panel, copy_starter=True)
-
-            panel.run(task)
+            self._practice_new(args.topic, args.level)
             return
         try:
             avoid = (self.current.problem.id,) if self.current else ()
@@ -91,30 +127,105 @@ class PracticeMagics(Magics):
         display(panel)
         self.shell.set_next_input(f"%%check\n{problem.starter}", replace=False)
 
-    def _show(self, problem: Problem, panel: TutorPanel, note: str = "") -> None:
+    def _practice_new(self, topic: str | None, level: int | None) -> None:
+        """Wait for the model at most `new_problem_seconds`, then fall back to the bank; either way the
+        starter goes into a new cell, as the panel says."""
+        panel = TutorPanel("A new practice problem")
+        display(panel)
+        limit = self.new_problem_seconds
+        panel.status = f"Writing a problem and checking its own solution in the sandbox (at most {limit:g} s)..."
+        backend = _Cancellable(self.ext.backend())
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["problem"] = generate_problem(backend, topic or "functions", level or 1)[0]
+            except Exception as exc:  # noqa: BLE001 - any failure means: take one from the bank
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name="tutor-new-problem", daemon=True)
+        worker.start()
+        worker.join(limit)
+        if "problem" in outcome:
+            problem, note = keep_private(outcome["problem"]), ""
+        else:
+            backend.cancel()
+            why = "the model took too long" if worker.is_alive() else "no problem passed its own tests"
+            problem = pick_problem(self.bank, topic, level)
+            note = f"(from the problem bank: {why})"
+        self._show(problem, panel, note=note)
+        panel.status = ""
+        panel.set_buttons(*self._buttons(panel))
+        self.shell.set_next_input(f"%%check\n{problem.starter}", replace=False)
+
+    def _show(self, problem: StudentProblem, panel: TutorPanel, note: str = "") -> None:
         self.current = Practice(problem)
         examples = "\n".join(f"- `{c.shown}` gives `{c.expected_shown}`" for c in problem.public_tests[:3])
         panel.title = f"{problem.title} ({problem.topic}, level {problem.level}) {note}".strip()
         panel.set_markdown(f"{problem.statement}\n\n**Examples**\n\n{examples}\n\nWrite `{problem.function}` in the "
                            "new cell below and run it: `%%check` on its first line grades it. `%hint` gives a hint.")
 
-    def _buttons(self, panel: TutorPanel, copy_starter: bool = False) -> tuple[Button, ...]:
-        problem = self.current.problem if self.current else None
-        buttons = [Button("check", "Check", lambda: self._check_latest(panel)),
-                   Button("hint", "Hint", lambda: self._hint(panel))]
-        if copy_starter and problem is not None:
-            buttons.append(Button("starter", "Copy starter code", copy=f"%%check\n{problem.starter}"))
-        return tuple(buttons)
+    def _buttons(self, panel: TutorPanel) -> tuple[Button, ...]:
+        return (Button("check", "Check", lambda: self._check_latest(panel)),
+                Button("hint", "Hint", lambda: self._hint(panel)))
+
+    # ------------------------------------------------------------------ lessons
+
+    @line_magic
+    def lesson(self, line: str) -> None:
+        """%lesson NOTEBOOK: make this lesson's exercises known to %check and %hint (the student copy's first cell)."""
+        from ..lessons import LessonError, student_exercises
+
+        name = line.strip()
+        if not name:
+            raise UsageError("usage: %lesson NOTEBOOK (the student copy's file name)")
+        try:
+            exercises = student_exercises(Path(name).expanduser())
+        except LessonError as exc:
+            print(f"tutor: {exc} %check and %hint work on practice problems only here.")
+            return
+        self.lesson = {p.id: Practice(p) for p in exercises}
+        print(f"tutor: {len(self.lesson)} exercises in this lesson. After you write one, %check grades it and "
+              "%hint gives a hint.")
+
+    def _lesson_exercise(self) -> Practice | None:
+        """The lesson exercise the student worked on last: the one whose name the latest cell defines."""
+        if not self.lesson:
+            return None
+        for cell in reversed(self.shell.history_manager.input_hist_raw):
+            for practice in self.lesson.values():
+                if practice.problem.function and _defines(cell, practice.problem.function):
+                    return practice
+        return None
 
     # ------------------------------------------------------------------ checking
+
+    def _grade(self, problem: StudentProblem, code: str) -> tuple[GradeReport, str]:
+        """The report, and a note on where it was graded when that matters to the student."""
+        if self.remote is not None and self.remote.offers(problem.id):
+            try:
+                return self.remote.grade(problem.id, code), ""
+            except GradingUnavailable as exc:
+                unavailable = str(exc)
+        else:
+            unavailable = ""
+        report = grade_student(problem, code)
+        note = ""
+        hidden = problem.hidden_total if problem.origin == "lesson" else 0
+        if hidden:
+            note = (f"This exercise also has {hidden} hidden test{'s' * (hidden != 1)}; they run when your "
+                    "teacher grades it (or on your class's server), not here.")
+        if unavailable:
+            note = f"Checked here on the visible tests only: {unavailable} {note}".strip()
+        return report, note
 
     @cell_magic
     def check(self, line: str, cell: str) -> None:
         """%%check: grade this cell against the current problem in the sandbox, then run it here."""
-        problem = self._problem()
-        report = grade(problem, cell)
+        problem = self._problem(cell)
+        report, note = self._grade(problem, cell)
         kind = "info" if report.passed else "error"
-        display(TutorPanel(f"Check: {problem.title}", report_markdown(report), kind=kind))
+        display(TutorPanel(f"Check: {problem.title}", report_markdown(report, note=note), kind=kind))
         if report.status == "completed":  # safe to define the function in the kernel too
             self.shell.run_cell(cell, store_history=False)
 
@@ -133,8 +244,8 @@ class PracticeMagics(Magics):
             if code is None:
                 raise ValueError(f"No cell defines `{problem.function}` yet: write it in a cell and run that cell.")
             panel.status = "Running the tests in the sandbox..."
-            report = grade(problem, code)
-            panel.set_markdown(report_markdown(report))
+            report, note = self._grade(problem, code)
+            panel.set_markdown(report_markdown(report, note=note))
             panel.kind = "info" if report.passed else "error"
             panel.status = ""
             return self._buttons(panel)
@@ -142,16 +253,24 @@ class PracticeMagics(Magics):
         panel.run(task)
 
     def _latest_definition(self, function: str) -> str | None:
-        pattern = re.compile(rf"^\s*def\s+{re.escape(function)}\s*\(", re.MULTILINE)
         for cell in reversed(self.shell.history_manager.input_hist_raw):  # as typed: magics not yet rewritten
-            if pattern.search(cell):
+            if _defines(cell, function) and not cell.lstrip().startswith(("%check", "%hint")):
                 return re.sub(r"^\s*%%check[^\n]*\n", "", cell)
         return None
 
-    def _problem(self) -> Problem:
-        if self.current is None:
-            raise UsageError("there is no current problem: start one with %practice.")
-        return self.current.problem
+    def _problem(self, cell: str | None = None) -> StudentProblem:
+        return self._practice(cell).problem
+
+    def _practice(self, cell: str | None = None) -> Practice:
+        if cell is not None:  # %%check in a lesson exercise's cell: the exercise it defines
+            for practice in self.lesson.values():
+                if practice.problem.function and _defines(cell, practice.problem.function):
+                    return practice
+        current = self._lesson_exercise() or self.current or next(iter(self.lesson.values()), None)
+        if current is None:
+            raise UsageError("there is no current problem: start one with %practice (in a lesson, run the "
+                             "lesson's first cell, which loads the tutor).")
+        return current
 
     # ------------------------------------------------------------------ hints
 
@@ -164,13 +283,14 @@ class PracticeMagics(Magics):
         self._hint(panel)
 
     def _hint(self, panel: TutorPanel) -> None:
-        practice = self.current
-        assert practice is not None
+        practice = self._practice()
         code = self._latest_definition(practice.problem.function) or ""
         backend = self.ext.backend() if self.ext.has_chat_model else None
 
         def task() -> tuple[Button, ...]:
-            hint = next_hint(practice.problem, practice.rung, self.policy, code=code, backend=backend)
+            # The model's hint is guarded against the solution, which the guard reads for this call only.
+            problem = load_full(practice.problem) if backend is not None and code.strip() else practice.problem
+            hint = next_hint(problem, practice.rung, self.policy, code=code, backend=backend)
             practice.rung += 1
             left = min(self.policy.max_hints, len(HINT_LADDER)) - practice.rung
             panel.title = f"Hint {hint.rung + 1}: {hint.name}"
@@ -180,3 +300,11 @@ class PracticeMagics(Magics):
             return self._buttons(panel)
 
         panel.run(task)
+
+
+def _defines(cell: str, name: str) -> bool:
+    """Whether `cell` defines `name`: a def or class of that name, or an assignment to it."""
+    n = re.escape(name)
+    pattern = rf"^\s*(?:(?:async\s+)?def\s+{n}\s*\(|class\s+{n}\b|{n}\s*=[^=])"
+    return re.search(pattern, cell, re.MULTILINE) is not None
+

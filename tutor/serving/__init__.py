@@ -18,7 +18,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          max_queue: int = 16, parent_pid: int | None = None) -> None:
+          max_queue: int = 16, parent_pid: int | None = None, grading=None) -> None:
     """Load the models, listen, print the URL on one line, and serve until stopped.
 
     With ``parent_pid`` the server exits when that process is gone, so a worker never outlives
@@ -40,12 +40,12 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     if host not in LOOPBACK and not token:
         print(f"tutor serve: warning: listening on {host} without --token; anyone who can reach this "
               "machine can use the model.", file=sys.stderr)
-    asyncio.run(_serve(backend, host, port, token, max_queue, parent_pid))
+    asyncio.run(_serve(backend, host, port, token, max_queue, parent_pid, grading))
 
 
 async def _serve(backend: LocalBackend, host: str, port: int, token: str | None, max_queue: int,
-                 parent_pid: int | None) -> None:
-    app = make_app(backend, token=token, max_queue=max_queue)
+                 parent_pid: int | None, grading=None) -> None:
+    app = make_app(backend, token=token, max_queue=max_queue, grading=grading)
     sockets = tornado.netutil.bind_sockets(port, host)
     server = tornado.httpserver.HTTPServer(app)
     server.add_sockets(sockets)

@@ -348,11 +348,15 @@ def _text_content(content: Any) -> Any:
     return content
 
 
-def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int = 16) -> tornado.web.Application:
+def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int = 16,
+             grading: Any = None) -> tornado.web.Application:
+    from .grading import routes as grading_routes  # grading.py builds on BaseHandler above
+
     state = ServerState(backend, token, max_queue)
     return tornado.web.Application([
         (r"/health", HealthHandler, {"state": state}),
         (r"/v1/models", ModelsHandler, {"state": state}),
         (r"/v1/completions", CompletionsHandler, {"state": state}),
         (r"/v1/chat/completions", ChatHandler, {"state": state}),
+        *grading_routes(state, grading),
     ])
