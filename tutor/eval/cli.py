@@ -76,6 +76,7 @@ def _backend(args: argparse.Namespace, tasks: Sequence[Any]):
                         "or pass --endpoint for a server.")
     backend = LocalBackend(None if args.chat else model, model if args.chat else None, device=settings.device,
                            dtype=args.dtype)
+    backend.model("chat" if args.chat else "completion")  # load now: a bad folder fails before any progress bar
     return backend, model
 
 
