@@ -148,9 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     p.set_defaults(func=cmd_make_tiny)
 
+    from .eval.cli import add_parser as add_eval_parser
     from .lessons import add_parser as add_lesson_parser
 
     add_lesson_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .extension import TutorExtension
+from .generate import GenerateMagics
 from .magics import TutorMagics
 from .practice import PracticeMagics
 
@@ -17,6 +18,7 @@ def load_ipython_extension(shell: Any) -> None:
     extension = TutorExtension(shell)
     shell.register_magics(TutorMagics(shell, extension))
     shell.register_magics(PracticeMagics(shell, extension))
+    shell.register_magics(GenerateMagics(shell, extension))
     shell.events.register("post_run_cell", extension.post_run_cell)
     _loaded[id(shell)] = extension
 
