@@ -1,28 +1,40 @@
-"""A bounded load test of `tutor serve` on loopback: N concurrent clients, M requests each.
+"""A bounded load test of `tutor serve` on loopback: N concurrent clients, M requests each, for each
+scheduling mode side by side (continuous batching, and the one-at-a-time FIFO it replaced).
 
-Reports errors by kind, latency percentiles (time to the first streamed token and to the end),
-and the server's resident memory before and after. By default it starts its own server on a
-tiny model (written to a temporary folder); --model points it at a real checkpoint instead.
+Every client sends its next request when the previous one ends (a class typing), streaming, greedy.
+A request is a completion of a --prompt-token prompt (token ids, unique per request) or, for a
+--chats share of them, a chat. Reports requests/s, time to the first streamed token and to the
+end (p50/p90/p99), errors by kind, and the server's resident memory before and after. Clients run
+in several processes, so the client side is not what is measured.
 
-    python benchmarks/load_serve.py --clients 8 --requests 5 --max-tokens 32
+    python benchmarks/load_serve.py --clients 8 --requests 5 --max-tokens 32          # tiny model, CPU
+    python benchmarks/load_serve.py --random-shape 2b --device cuda --clients 32 --requests 4 --peer
+    python benchmarks/load_serve.py --random-shape 7b --device cuda --clients 16 --requests 4
+
+--peer also times Hugging Face transformers' generate on a static batch of --clients requests
+(static cache, compiled forward) on the same checkpoint: the easy case, where all requests start
+and end together, in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+TOKEN = "load"
 
 
 def rss_mib(pid: int) -> float:
@@ -32,37 +44,96 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start(model: str, max_queue: int) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "tutor.cli", "serve", "--model", model, "--port", "0", "--token", "load",
-           "--max-queue", str(max_queue)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    line = proc.stdout.readline()
-    if not line.startswith("tutor serve: listening on "):
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc, line.split()[-1]
+def start(model: str, mode: str, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "tutor.cli", "serve", "--model", model, "--chat-model", model, "--port", "0",
+           "--token", TOKEN, "--max-queue", str(max(64, 2 * args.clients)), "--scheduler", mode,
+           "--max-per-user", str(args.clients)]
+    if args.device:
+        cmd += ["--device", args.device]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    deadline = time.monotonic() + args.start_timeout
+    while time.monotonic() < deadline:  # compiling the decode steps takes a while on a GPU
+        line = proc.stdout.readline()
+        if line.startswith("tutor serve: listening on "):
+            return proc, line.split()[-1]
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise SystemExit(f"the {mode} server did not start")
 
 
-def client(url: str, requests: int, max_tokens: int, results: list, seed: int) -> None:
-    headers = {"Authorization": "Bearer load"}
-    with httpx.Client(timeout=600, headers=headers) as http:
-        for i in range(requests):
-            body = {"prompt": f"def function_{seed}_{i}(x):\n    return", "max_tokens": max_tokens,
-                    "temperature": 0, "stream": True}
+def body(rng: random.Random, args: argparse.Namespace) -> tuple[str, dict]:
+    if rng.random() < args.chats:
+        words = " ".join(f"w{rng.randrange(5000)}" for _ in range(args.prompt_tokens // 2))
+        return "/v1/chat/completions", {"messages": [{"role": "user", "content": f"Explain this code: {words}"}],
+                                        "max_tokens": args.max_tokens, "temperature": 0, "stream": True}
+    prompt = [2, *(rng.randrange(4, 1000) for _ in range(args.prompt_tokens - 1))]
+    return "/v1/completions", {"prompt": prompt, "max_tokens": args.max_tokens, "temperature": 0, "stream": True}
+
+
+async def client(url: str, index: int, args: argparse.Namespace, results: list) -> None:
+    import httpx
+
+    rng = random.Random(index)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    # One connection each, as each student's browser or kernel has its own.
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600, http2=False) as http:
+        for _ in range(args.requests):
+            path, payload = body(rng, args)
             t0 = time.perf_counter()
             first = None
             try:
-                with http.stream("POST", f"{url}/v1/completions", json=body) as r:
+                async with http.stream("POST", path, json=payload) as r:
                     if r.status_code != 200:
-                        r.read()
-                        results.append((f"http {r.status_code} {r.json()['error']['type']}", None, None))
+                        await r.aread()
+                        results.append((f"http {r.status_code}", None, None))
                         continue
-                    for line in r.iter_lines():
+                    async for line in r.aiter_lines():
                         if line.startswith("data:") and first is None:
                             first = time.perf_counter() - t0
                 results.append(("ok", first, time.perf_counter() - t0))
             except httpx.HTTPError as exc:
-                results.append((exc.__class__.__name__, None, None))
+                results.append((type(exc).__name__, None, None))
+
+
+def client_process(url: str, indices: list[int], args: argparse.Namespace, out) -> None:
+    results: list = []
+
+    async def run() -> None:
+        await asyncio.gather(*(client(url, i, args, results) for i in indices))
+
+    asyncio.run(run())
+    out.put(results)
+
+
+def load(url: str, args: argparse.Namespace) -> tuple[float, list]:
+    procs = min(args.client_procs, args.clients)
+    groups = [list(range(p, args.clients, procs)) for p in range(procs)]
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    workers = [ctx.Process(target=client_process, args=(url, g, args, out)) for g in groups]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    results = []
+    for _ in workers:
+        results += out.get(timeout=3600)
+    wall = time.perf_counter() - t0
+    for w in workers:
+        w.join(timeout=60)
+    return wall, results
+
+
+def warm(url: str, args: argparse.Namespace) -> None:
+    """A few requests first, so that no one-off cost (allocations, a first chat) lands in the timing."""
+    import httpx
+
+    rng = random.Random(-1)
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600) as http:
+        for share in (0.0, 1.0):
+            path, payload = body(rng, argparse.Namespace(**{**vars(args), "chats": share}))
+            http.post(path, json={**payload, "stream": False}).raise_for_status()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -70,52 +141,112 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1e3
 
 
+def measure(model: str, mode: str, args: argparse.Namespace) -> dict:
+    proc, url = start(model, mode, args)
+    try:
+        warm(url, args)
+        before = rss_mib(proc.pid)
+        wall, results = load(url, args)
+        after = rss_mib(proc.pid)
+        import httpx
+
+        health = httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    ok = [r for r in results if r[0] == "ok"]
+    firsts = [r[1] for r in ok if r[1] is not None]
+    totals = [r[2] for r in ok]
+    row = {"mode": mode, "wall_s": wall, "requests_s": len(ok) / wall, "outcomes": dict(Counter(r[0] for r in results)),
+           "rss_before_mib": before, "rss_after_mib": after, "health": health}
+    for name, values in (("first", firsts), ("total", totals)):
+        for p in (50, 90, 99):
+            row[f"{name}_p{p}_ms"] = pct(values, p) if values else float("nan")
+    return row
+
+
+def peer(model: str, args: argparse.Namespace) -> dict:
+    """transformers' generate on one static batch of --clients prompts (static cache, compiled)."""
+    import torch
+    from transformers import GemmaForCausalLM
+
+    device = args.device or "cpu"
+    net = GemmaForCausalLM.from_pretrained(model, dtype=torch.bfloat16).to(device).eval()
+    net.generation_config.cache_implementation = "static"
+    net.forward = torch.compile(net.forward, mode="reduce-overhead", fullgraph=True)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(4, 1000, (args.clients, args.prompt_tokens), generator=gen).to(device)
+    ids[:, 0] = 2
+
+    def run() -> float:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            net.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.max_tokens,
+                         min_new_tokens=args.max_tokens, do_sample=False, pad_token_id=0)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    for _ in range(3):  # compiling and capturing
+        run()
+    batch_s = statistics.median(run() for _ in range(5))
+    return {"batch": args.clients, "batch_ms": batch_s * 1e3, "requests_s": args.clients / batch_s}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--requests", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=5, help="per client")
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--max-queue", type=int, default=64)
+    ap.add_argument("--prompt-tokens", type=int, default=64)
+    ap.add_argument("--chats", type=float, default=0.25, help="share of requests that are chats")
+    ap.add_argument("--modes", nargs="+", default=["batched", "fifo"], choices=["batched", "fifo"])
     ap.add_argument("--model", help="a checkpoint folder (default: a tiny random one)")
+    ap.add_argument("--random-shape", choices=["2b", "7b"], help="a random checkpoint at a real shape")
+    ap.add_argument("--device", help="for the server (default: TUTOR_DEVICE, else the GPU if any)")
+    ap.add_argument("--peer", action="store_true", help="also time transformers on a static batch")
+    ap.add_argument("--client-procs", type=int, default=min(8, os.cpu_count() or 1))
+    ap.add_argument("--start-timeout", type=float, default=600)
+    ap.add_argument("--workdir", type=Path, default=ROOT / ".bench")
+    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.clients * args.requests > 10_000:
         raise SystemExit("keep it bounded: at most 10,000 requests")
 
     model = args.model
-    if model is None:
+    if args.random_shape:
+        from bench_engine import ensure_checkpoint
+
+        model = str(ensure_checkpoint(args.workdir, args.random_shape))
+    elif model is None:
         from tutor.engine.tiny import make_tiny
 
         model = str(make_tiny(Path(tempfile.mkdtemp()) / "codegemma-2b"))
-    proc, url = start(model, args.max_queue)
-    try:
-        before = rss_mib(proc.pid)
-        results: list = []
-        threads = [threading.Thread(target=client, args=(url, args.requests, args.max_tokens, results, i))
-                   for i in range(args.clients)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
-        after = rss_mib(proc.pid)
-        health = httpx.get(f"{url}/health").json()
-    finally:
-        proc.terminate()
-        proc.wait()
+    rows = [measure(model, mode, args) for mode in args.modes]
+    reference = peer(model, args) if args.peer else None
 
-    outcomes = Counter(r[0] for r in results)
-    ok = [r for r in results if r[0] == "ok"]
-    print(f"{args.clients} clients x {args.requests} requests, {args.max_tokens} tokens each, model {model}")
-    print(f"wall {wall:.1f} s, {len(ok) / wall:.2f} requests/s; outcomes: {dict(outcomes)}")
-    if ok:
-        firsts, totals = [r[1] for r in ok if r[1] is not None], [r[2] for r in ok]
-        print("| latency ms | p50 | p90 | p99 | max |\n|---|---|---|---|---|")
-        for name, values in (("first token", firsts), ("whole reply", totals)):
-            print(f"| {name} | {pct(values, 50):.0f} | {pct(values, 90):.0f} | {pct(values, 99):.0f} | "
-                  f"{max(values) * 1e3:.0f} |")
-        print(f"mean reply {statistics.mean(totals) * 1e3:.0f} ms")
-    print(f"server RSS: {before:.0f} MiB before, {after:.0f} MiB after; health after: {health}")
+    print(f"\n{args.clients} clients x {args.requests} requests, prompt {args.prompt_tokens} tokens, "
+          f"{args.max_tokens} new tokens, {args.chats:.0%} chats; model {model}")
+    print("| mode | requests/s | vs fifo | first token p50 / p90 / p99 ms | whole reply p50 / p99 ms | outcomes | "
+          "server RSS MiB before / after |")
+    print("|---|---|---|---|---|---|---|")
+    fifo = next((r for r in rows if r["mode"] == "fifo"), None)
+    for r in rows:
+        ratio = f"{r['requests_s'] / fifo['requests_s']:.1f}x" if fifo else "-"
+        print(f"| {r['mode']} | {r['requests_s']:.1f} | {ratio} | {r['first_p50_ms']:.0f} / {r['first_p90_ms']:.0f} / "
+              f"{r['first_p99_ms']:.0f} | {r['total_p50_ms']:.0f} / {r['total_p99_ms']:.0f} | {r['outcomes']} | "
+              f"{r['rss_before_mib']:.0f} / {r['rss_after_mib']:.0f} |")
+    if reference:
+        batched = next((r for r in rows if r["mode"] == "batched"), None)
+        vs = f", batched serving {batched['requests_s'] / reference['requests_s']:.2f}x of it" if batched else ""
+        print(f"peer: transformers generate, static batch of {reference['batch']} (static cache, compiled): "
+              f"{reference['batch_ms']:.0f} ms, {reference['requests_s']:.1f} requests/s{vs}")
+    for r in rows:
+        print(f"{r['mode']} health after: {json.dumps(r['health'])}")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "peer": reference}, indent=2))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import warnings
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -120,28 +121,42 @@ class BatchedStep:
     ``token`` [rows, 1], ``slots`` [rows] and ``positions`` [rows] are the step's inputs, kept on the
     device; each step writes its argmax into ``token`` and moves ``positions`` on, so greedy rows
     feed themselves. On a GPU each bucket size is captured once in a CUDA graph (and with
-    TUTOR_COMPILE=1 compiled first); padding rows read and write the scratch slot.
+    TUTOR_COMPILE=1 compiled first, once for all sizes); padding rows read and write the scratch
+    slot. The smallest bucket is 2: a padded row costs nothing in a step bound by reading weights,
+    and a batch dimension that is never 1 compiles once, where 1 would be compiled apart.
     """
 
     def __init__(self, model: Any, cache: KVCache, scratch: int, rows: int):
         self.model, self.cache, self.scratch = model, cache, scratch
         device = cache.device
         self.captured = graphs_enabled(device)
-        self.buckets = sorted({b for b in BUCKETS if b < rows} | {rows})
+        self.buckets = sorted({b for b in BUCKETS if 1 < b < rows} | {rows})
         self.token = torch.zeros((rows, 1), dtype=torch.long, device=device)
         self.slots = torch.full((rows,), scratch, dtype=torch.long, device=device)
         self.positions = torch.zeros(rows, dtype=torch.long, device=device)
         self._last = cache.max_len - 1
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, Tensor]] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.captured else None
-        self._step = self._compiled() if compile_enabled(device) else model.model.decode_rows
+        self.compiled = compile_enabled(device)
+        self._step = self._compiled(rows) if self.compiled else model.model.decode_rows
 
-    def _compiled(self) -> Callable[[Tensor, Tensor, Tensor, KVCache], Tensor]:
+    def _compiled(self, rows: int) -> Callable[[Tensor, Tensor, Tensor, KVCache], Tensor]:
         decode_rows = self.model.model.decode_rows
         compiled = torch.compile(lambda ids, slots, positions, k, v, ar: decode_rows(ids, slots, positions,
                                                                                     CacheTensors(k, v, ar)),
                                  fullgraph=True)
-        return lambda ids, slots, positions, cache: compiled(ids, slots, positions, cache.k, cache.v, cache.slots)
+
+        def step(ids: Tensor, slots: Tensor, positions: Tensor, cache: KVCache) -> Tensor:
+            if rows > 2:  # one graph for every batch size (a dimension of 2 to `rows`)
+                for t in (ids, slots, positions):
+                    torch._dynamo.mark_dynamic(t, 0, min=2, max=rows)
+            return compiled(ids, slots, positions, cache.k, cache.v, cache.slots)
+        return step
+
+    @property
+    def path(self) -> str:
+        """How the batched step runs: "plain", "captured" or "captured+compiled" (for /health)."""
+        return "plain" if not self.captured else "captured+compiled" if self.compiled else "captured"
 
     def bucket(self, b: int) -> int:
         return next(size for size in self.buckets if size >= b) if self.captured else b
@@ -164,8 +179,18 @@ class BatchedStep:
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.inference_mode(), torch.cuda.stream(side):
-            for _ in range(2):  # kernels choose their algorithms and allocate outside the capture
+            try:
                 self._body(b)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure: decode uncompiled
+                if not self.compiled:
+                    raise
+                warnings.warn(f"compiling the batched decode step failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                              "decoding goes on uncompiled. Set TUTOR_COMPILE=0 to skip the attempt.",
+                              RuntimeWarning, stacklevel=2)
+                self.compiled, self._step = False, self.model.model.decode_rows
+                self._graphs.clear()  # captured with the compiled step: recaptured as they are needed
+                self._body(b)
+            self._body(b)  # kernels choose their algorithms and allocate outside the capture
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
@@ -249,6 +274,13 @@ class BatchScheduler:
 
     def _host_buffer(self, n: int) -> Tensor:
         return torch.zeros(n, dtype=torch.long, pin_memory=self.device.type == "cuda")
+
+    def _on_device(self, t: Tensor) -> Tensor:
+        """``t`` on the device without waiting for it: a plain copy from pageable memory would wait
+        for the step in flight, and the loop would no longer work ahead of the GPU."""
+        if self.device.type != "cuda":
+            return t
+        return t.pin_memory().to(self.device, non_blocking=True)
 
     def _event(self) -> Any:
         if self.device.type != "cuda":
@@ -458,7 +490,7 @@ class BatchScheduler:
                 logits.append(self._prefill_packed(packed))
                 done += packed
             for seq, chunk in chunked:
-                ids = torch.tensor([seq.prompt[seq.prefilled:seq.prefilled + chunk]], device=self.device)
+                ids = self._on_device(torch.tensor([seq.prompt[seq.prefilled:seq.prefilled + chunk]]))
                 h = self.model.model.prefill(ids, self.cache.slot(seq.slot), start=seq.prefilled)
                 seq.prefilled += chunk
                 if seq.prefilled == len(seq.prompt):
@@ -483,11 +515,11 @@ class BatchScheduler:
         mask = (owner[:, None] == owner[None, :]) & (positions[None, :] <= positions[:, None])
         slots = torch.tensor([seq.slot for seq in seqs]).repeat_interleave(torch.tensor(lengths))
         last = torch.tensor(lengths).cumsum(0) - 1
-        to = self.device
         for seq in seqs:
             seq.prefilled = len(seq.prompt)
-        return self.model.model.prefill_packed(torch.tensor([ids], device=to), slots.to(to), positions.to(to),
-                                               mask.to(to), last.to(to), self.cache)
+        put = self._on_device
+        return self.model.model.prefill_packed(put(torch.tensor([ids])), put(slots), put(positions), put(mask),
+                                               put(last), self.cache)
 
     def _pick(self, logits: Tensor, seqs: list[_Sequence]) -> Tensor:
         """Each sequence's next token from its row of ``logits``, on the device: argmax, or sampled."""
@@ -506,8 +538,8 @@ class BatchScheduler:
         b, n, step = len(self._rows), len(self._ready), self.step
         assert self._first is not None
         step.token[b:b + n, 0] = self._first
-        step.slots[b:b + n] = torch.tensor([seq.slot for seq in self._ready], device=self.device)
-        step.positions[b:b + n] = torch.tensor([len(seq.prompt) for seq in self._ready], device=self.device)
+        step.slots[b:b + n] = self._on_device(torch.tensor([seq.slot for seq in self._ready]))
+        step.positions[b:b + n] = self._on_device(torch.tensor([len(seq.prompt) for seq in self._ready]))
         self._rows += self._ready
         self._ready, self._first = [], None
 
@@ -586,7 +618,7 @@ class BatchScheduler:
                 self._release(seq, None)
         step = self.step
         if keep != list(range(len(keep))):
-            index = torch.tensor(keep, device=self.device)
+            index = self._on_device(torch.tensor(keep))
             for buffer in (step.token, step.slots, step.positions):
                 buffer[:len(keep)] = buffer.index_select(0, index)
         step.slots[len(keep):old] = self.slots  # left rows point at the scratch slot, never at a reused one
