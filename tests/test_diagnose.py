@@ -12,7 +12,8 @@ import pytest
 
 from tutor.lessons import STUB
 from tutor.tutoring import KINDS, Diagnosis, diagnose
-from tutor.tutoring.diagnose import registry, text
+from tutor.tutoring.diagnose import registry
+from tutor.tutoring.diagnose import text as texts
 from tutor.tutoring.diagnose.context import MAX_NAMES, Context
 
 
@@ -374,10 +375,10 @@ def test_a_huge_namespace_is_read_only_up_to_the_limit():
 
 def test_did_you_mean_compares_a_bounded_number_of_names():
     names = [f"variable_{i}" for i in range(20_000)] + ["totally_different_and_long_name"]
-    compared = text.comparable("variabel_7", names)
-    assert len(compared) <= text.MAX_COMPARED < len(names)
+    compared = texts.comparable("variabel_7", names)
+    assert len(compared) <= texts.MAX_COMPARED < len(names)
     assert "variable_7" in compared and "totally_different_and_long_name" not in compared
-    assert text.close("variabel_7", names) == "variable_7"
+    assert texts.close("variabel_7", names) == "variable_7"
 
 
 def test_a_deep_traceback_is_explained():
@@ -387,7 +388,7 @@ def test_a_deep_traceback_is_explained():
     assert diagnose(source, error, ns).kind == "recursion"
 
 
-# --------------------------------------------------------------------------------------------- the wrong ones of issue 16
+# ------------------------------------------------------------------------------------ the wrong ones of issue 16
 
 def test_print_of_words_proposes_code_that_compiles():
     source = "print hello world!\n"
@@ -438,16 +439,16 @@ def _ctx(source: str = "x = 1\n") -> Context:
 
 
 def test_a_proposal_that_does_not_compile_drops_the_suggestion():
-    bad = Diagnosis("print-statement", "t", "One. Two.", 1, f"Write {text.propose('print(hello world!)')}.")
+    bad = Diagnosis("print-statement", "t", "One. Two.", 1, f"Write {texts.propose('print(hello world!)')}.")
     assert registry.finish(_ctx(), bad).suggestion is None
-    good = Diagnosis("print-statement", "t", "One. Two.", 1, f"Write {text.propose('print(hello)')}.")
+    good = Diagnosis("print-statement", "t", "One. Two.", 1, f"Write {texts.propose('print(hello)')}.")
     assert registry.finish(_ctx(), good).suggestion == "Write `print(hello)`."
 
 
 def test_a_proposal_for_a_line_must_fix_that_line():
     source = "if x > 3\n    print(x)\n"
-    fixes = Diagnosis("missing-colon", "t", "One. Two.", 1, text.propose("if x > 3:", replaces_line=1))
-    does_not = Diagnosis("missing-colon", "t", "One. Two.", 1, text.propose("if x > 4", replaces_line=1))
+    fixes = Diagnosis("missing-colon", "t", "One. Two.", 1, texts.propose("if x > 3:", replaces_line=1))
+    does_not = Diagnosis("missing-colon", "t", "One. Two.", 1, texts.propose("if x > 4", replaces_line=1))
     assert registry.finish(_ctx(source), fixes).suggestion == "`if x > 3:`"
     assert registry.finish(_ctx(source), does_not).suggestion is None
 
