@@ -533,3 +533,20 @@ def test_floats_that_are_almost_equal_get_isclose():
     error, ns = fail("assert 0.1 + 0.2 == 0.3\n")
     found = diagnose("assert 0.1 + 0.2 == 0.3\n", error, ns)
     assert "math.isclose" in found.suggestion
+
+
+def test_permission_denied(tmp_path):
+    locked = tmp_path / "grades.txt"
+    locked.write_text("A\n")
+    locked.chmod(0)
+    source = f"open({str(locked)!r})\n"
+    try:
+        error, ns = fail(source)
+    except AssertionError:  # running as root: the file opens; the error the OS gives everyone else
+        ns = {}
+        try:
+            exec(compile(f"raise PermissionError(13, 'Permission denied', {str(locked)!r})", "<cell>", "exec"), ns)
+        except PermissionError as exc:
+            error = exc
+    found = diagnose(source, error, ns)
+    assert found.kind == "permission-denied" and found.line == 1 and "grades.txt" in found.title

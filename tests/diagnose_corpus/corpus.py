@@ -17,7 +17,8 @@ interpreter (compile, then exec in a fresh namespace, in a temporary folder, wit
 
 Run as a script to print one JSON line per program (``--standalone`` loads only the diagnose package, so
 that any Python 3.10+ can run it without the project's dependencies); ``--record`` prints the exceptions
-only, for tests/diagnose_corpus/messages.json.
+only; ``--write-messages python3.10 python3.11 ...`` records them with each interpreter into
+messages.json, which tests/test_diagnose_versions.py replays on machines that have only one Python.
 """
 
 from __future__ import annotations
@@ -194,8 +195,33 @@ def diagnose_all(diagnose: Callable, programs: list[Program] | None = None, stri
     return outcomes
 
 
+FOLDER, STDLIB = "<folder>", "<stdlib>"  # paths in messages, recorded without this machine's names
+
+
+def _places() -> list[tuple[str, str]]:
+    import sysconfig
+
+    return [(os.path.realpath(os.getcwd()), FOLDER), (os.getcwd(), FOLDER),
+            (os.path.realpath(sysconfig.get_paths()["stdlib"]), STDLIB), (sysconfig.get_paths()["stdlib"], STDLIB)]
+
+
+def _strip(value: object) -> object:
+    if isinstance(value, str):
+        for path, name in _places():
+            value = value.replace(path, name)
+    return value
+
+
+def restore(value: object) -> object:
+    """A recorded string with this machine's paths put back (run in the program's folder)."""
+    if isinstance(value, str):
+        for path, name in _places()[::2]:
+            value = value.replace(name, path)
+    return value
+
+
 def describe_error(error: BaseException) -> dict:
-    """The parts of an exception that differ between Python versions, as JSON."""
+    """The parts of an exception that differ between Python versions, as JSON (run in the program's folder)."""
     if isinstance(error, SyntaxError):
         return {"type": type(error).__name__, "msg": error.msg, "lineno": error.lineno, "offset": error.offset,
                 "text": error.text, "end_lineno": getattr(error, "end_lineno", None),
@@ -204,10 +230,10 @@ def describe_error(error: BaseException) -> dict:
     for a in error.args:
         try:
             ast.literal_eval(repr(a))
-            args.append(repr(a))
         except Exception:
-            return {"type": type(error).__name__, "args": None, "str": str(error)}
-    return {"type": type(error).__name__, "args": args, "str": str(error)}
+            return {"type": type(error).__name__, "args": None, "str": _strip(str(error))}
+        args.append(repr(_strip(a)))
+    return {"type": type(error).__name__, "args": args, "str": _strip(str(error))}
 
 
 def _standalone_diagnose() -> Callable:
@@ -225,16 +251,37 @@ def _standalone_diagnose() -> Callable:
     return diagnose
 
 
+MESSAGES = HERE / "messages.json"
+
+
+def write_messages(interpreters: list[str]) -> None:
+    """Record, with each interpreter, what every corpus program raises; write MESSAGES (sorted, stable)."""
+    import subprocess
+
+    table: dict[str, dict] = {}
+    for python in interpreters:
+        version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                 capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+        out = subprocess.run([python, "-W", "ignore", __file__, "--record"], capture_output=True, text=True,
+                             check=True, timeout=600).stdout
+        rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+        table[version] = {row.pop("id"): row for row in rows}
+    MESSAGES.write_text(json.dumps(table, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--write-messages"]:
+        write_messages(argv[1:])
+        return 0
+    if "--record" in argv:  # needs no diagnose at all
+        for program in load():
+            _, _, described = run(program, then=lambda error, ns: describe_error(error))
+            print(json.dumps({"id": program.id, **described}))
+        return 0
     if "--standalone" in argv:
         diagnose = _standalone_diagnose()
     else:
         from tutor.tutoring.diagnose import diagnose
-    if "--record" in argv:
-        for program in load():
-            error, _, _ = run(program)
-            print(json.dumps({"id": program.id, **describe_error(error)}))
-        return 0
     for outcome in diagnose_all(diagnose):
         found = outcome.found
         print(json.dumps({"id": outcome.program.id, "expected": outcome.program.kind, "error": outcome.error_type,

@@ -97,7 +97,7 @@ def not_a_directory(ctx: Context) -> Diagnosis | None:
 def permission_denied(ctx: Context) -> Diagnosis | None:
     name = _filename(ctx) or "this file"
     return Diagnosis(
-        "permission-denied", f"Not allowed to use {plain(name)}{on(ctx.line)}",
+        "permission-denied", f"Not allowed to use {plain(os.path.basename(name) or name)}{on(ctx.line)}",
         f"{ctx.where(True)} {code(name)} can't be opened: the computer doesn't allow this notebook to read or "
         "write it (or it is open in another program, on Windows).",
         ctx.line, "Use a file in your own folder, or close the program that has it open.")

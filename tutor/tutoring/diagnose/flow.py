@@ -4,6 +4,7 @@ asking an iterator for more than it has."""
 from __future__ import annotations
 
 import ast
+import collections
 import sys
 
 from .context import Context
@@ -20,6 +21,12 @@ def recursion(ctx: Context) -> Diagnosis | None:
     counts.pop("<module>", None)
     func = max(counts, key=counts.get) if counts else None  # type: ignore[arg-type]
     line = ctx.line
+    # Point at the recursive call, the line that repeats: where the limit was hit varies (in 3.10 it can be
+    # a comparison on the line above).
+    repeated = collections.Counter(lineno for _, lineno, frame in ctx.frames if frame.f_code.co_name == func)
+    if repeated:
+        common = repeated.most_common(1)[0][0]
+        line = common if 1 <= common <= len(ctx.lines) else line
     if func is None:
         return Diagnosis(
             "recursion", "Too many nested calls",

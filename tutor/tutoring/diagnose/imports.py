@@ -116,7 +116,7 @@ def import_name(ctx: Context) -> Diagnosis | None:
     if ctx.message.startswith("attempted relative import with no known parent package"):
         return Diagnosis(
             "relative-import", "A relative import outside a package",
-            "`from . import ...` imports from the package this file belongs to, but a notebook cell belongs to no "
+            "`from . import ...` imports from the package this file belongs to. A notebook cell belongs to no "
             "package, so there is nothing for the `.` to mean.",
             ctx.line, "Import the module by its own name, like `from mymodule import name` (with `mymodule.py` in "
                       "the notebook's folder).")
