@@ -45,6 +45,11 @@ def _other_type_advice(type_name: str, attr: str, owner: type, target: str | Non
         return ("Text can't be changed in place: make a new text instead, like "
                 f"{propose(t + ' = ' + t + ' + ' + repr('more'))} (or `+=`)." if target else
                 "Text can't be changed in place: make a new text with `+`.")
+    if type_name == "str" and attr == "reverse":
+        return f"To reverse a text, make a reversed copy: {code(t + '[::-1]')}."
+    if type_name == "str" and attr == "sort":
+        return f"To sort the characters of a text, use {code('sorted(' + t + ')')} (it gives a list), or " \
+               f"{code(chr(39) + chr(39) + '.join(sorted(' + t + '))')} for a text."
     if type_name == "tuple" and attr in ("append", "extend", "insert", "remove", "sort"):
         return "A tuple can't be changed once made. Use a list (square brackets `[...]`) if it has to change."
     if type_name == "set" and attr == "append":
@@ -104,6 +109,18 @@ def attribute_error(ctx: Context) -> Diagnosis | None:
     if type_name == "NoneType":
         return none_rule(ctx, f"`None` has no attribute `{attr}`")
     line = ctx.line
+    if has_obj and isinstance(obj, type) and obj.__module__ != "builtins":
+        type_name = obj.__name__
+        if attr == obj.__name__:  # `from datetime import datetime`, then `datetime.datetime`
+            public = sorted(n for n in vars(obj) if not n.startswith("_"))
+            example = next((n + "()" for n in ("now", "today") if n in public), public[0] if public else "...")
+            return Diagnosis(
+                "unknown-attribute", f"{plain(attr)} is already the class, not the module{on(line)}",
+                f"{ctx.where(True)} `{attr}.{attr}` is used, but `{attr}` here is the class `{obj.__module__}.{attr}` "
+                f"itself (brought in by `from {obj.__module__} import {attr}`), not the module `{obj.__module__}`. The "
+                "module and its class have the same name.",
+                line, f"Drop one `{attr}.`, like {code(attr + '.' + example)}; or write `import {obj.__module__}` to "
+                      f"use `{obj.__module__}.{attr}`.")
     what = f"module `{mm.group(1)}`" if mm else type_word(type_name or "object")
     shown_type = mm.group(1) if mm else type_name or "This value"
     names: list[str] = []
@@ -158,6 +175,15 @@ def attribute_error(ctx: Context) -> Diagnosis | None:
             f"The class `{type_name}` has a method `{init}`, which looks like `__init__` but isn't spelt the same. "
             "So Python never ran it when the object was made, and the attributes it sets don't exist.",
             line, f"Rename `{init}` to `__init__` (two underscores on each side).")
+    own = _own_attributes(obj) if has_obj else None
+    if own is not None:
+        has = ", ".join(f"`{n}`" for n in own[:6]) if own else "no attributes at all"
+        return Diagnosis(
+            "unknown-attribute", title,
+            f"{ctx.where(True)} `.{attr}` is read from a `{type_name}` object, which has {has}. An object only has "
+            f"the attributes that a line like `self.{attr} = ...` gave it, in `__init__` or a method that has run.",
+            line, f"Set `self.{attr} = ...` in `__init__` of `{type_name}` (or in the method that should make it), "
+                  "or use one of the attributes it has.")
     return Diagnosis(
         "unknown-attribute", title,
         f"{ctx.where(True)} you use `.{attr}` on {what}, but it has no method or attribute with that name. "
@@ -182,3 +208,16 @@ def misspelt_init(cls: object) -> str | None:
     except Exception:
         return None
     return None
+
+
+def _own_attributes(obj: object) -> list[str] | None:
+    """The attribute names of an object of the student's own class (its ``__dict__``), else ``None``."""
+    if isinstance(obj, type) or type(obj).__module__ in ("builtins", "types"):
+        return None
+    try:
+        fields = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return None
+    if not isinstance(fields, dict):
+        return None
+    return [n for n in fields if isinstance(n, str) and not n.startswith("_")]

@@ -90,12 +90,21 @@ def not_callable(ctx: Context) -> Diagnosis | None:
                 "which is not a function.",
                 line, f"Rename your variable (for example `my_{name}`) everywhere, then run `del {name}` once to get "
                       f"the built-in `{name}()` back.")
+        replaced = _replaced_function(ctx, name) if isinstance(func, ast.Name) else None
+        if replaced:
+            return Diagnosis(
+                "not-callable", f"'{name}' no longer holds the function{on(line)}",
+                f"`{name}` was your function, but line {replaced} stored another value in the same name, "
+                f"{type_word(type_name)}. So {ctx.where()} `{name}(...)` tries to call that value, which is not a "
+                "function.",
+                line, f"Use a different name for the result, like `{name}_value = {name}(...)`, and run the cell "
+                      f"that defines `{name}` again.")
         if type_name in ("int", "float") and isinstance(func, ast.Name):
             return Diagnosis(
                 "not-callable", f"'{name}' is a number, not a function{on(line)}",
                 f"{ctx.where(True)} `{name}(...)` uses `{name}` like a function, but it holds "
                 f"{type_word(type_name)}. In Python, brackets right after a value mean \"call it\".",
-                line, f"To multiply, write the `*` explicitly: `{name} * (...)`.")
+                line, f"If you meant to multiply, write the `*` explicitly: `{name} * (...)`.")
         index = snippet(call.args[0]) if len(call.args) == 1 and not call.keywords else None
         suggestion = f"Check what `{name}` holds."
         if type_name in ("list", "tuple", "dict", "str"):
@@ -163,7 +172,15 @@ def argument_count(ctx: Context) -> Diagnosis | None:
                   f"with no values: `{func}()`.")
     if missing:
         names = [a.strip(" '") for a in re.split(r",\s*|\s+and\s+", missing.group(4)) if a.strip(" '")]
-        listed = ", ".join(f"`{a}`" for a in names)
+        listed = " and ".join(", ".join(f"`{a}`" for a in names).rsplit(", ", 1))
+        if names[:1] == ["self"] and "." in func:
+            klass = func.split(".")[-2]
+            return Diagnosis(
+                "wrong-arg-count", f"{plain(short)}() is called on the class, not on an object{on(line)}",
+                f"{ctx.where(True)} `{short}` is called on the class `{klass}` itself. A method works on one object "
+                f"made from the class, which it receives as `self`, and here there is none.",
+                line, f"Make an object first and call the method on it, like `{klass.lower()} = {klass}(...)` and "
+                      f"then `{klass.lower()}.{short}()`.")
         n = missing.group(2)
         return Diagnosis(
             "wrong-arg-count", f"{plain(shown)}() is missing {plural(int(n), 'argument')}{on(line)}",
@@ -177,6 +194,15 @@ def argument_count(ctx: Context) -> Diagnosis | None:
         takes, given = "0", counted.group(2)
     else:
         takes, given = counted.group(2), counted.group(3)
+    first = _first_parameter(ctx, func)
+    params = ", ".join(_parameters(ctx, func))
+    if short == "__init__" and takes.isdigit() and int(given) == int(takes) + 1 and first not in (None, "self"):
+        return Diagnosis(
+            "wrong-arg-count", f"{plain(shown)}.__init__ has no self parameter",
+            f"Making an object passes the new object to `__init__` as its first value, so `{func}` was given "
+            f"{plural(int(given), 'value')}. Its first parameter, `{first}`, takes the object instead of the value "
+            "you meant for it.",
+            line, f"Add `self` as the first parameter: {propose('def __init__(self, ' + params + '):')}")
     if "." in func and takes.isdigit() and int(given) == int(takes) + 1 and short != "__init__" and sig is not None:
         return Diagnosis(
             "wrong-arg-count", f"{plain(shown)}() is missing its self parameter",
@@ -201,20 +227,20 @@ def keyword_arguments(ctx: Context) -> Diagnosis | None:
     k = ctx.match(r"'(\w+)' is an invalid keyword argument for ([\w.]+)\(\)")
     if m or k:
         func, name = m.groups() if m else (k.group(2), k.group(1))
+        if func == "sort" and "sorted(" in ctx.text and ".sort(" not in ctx.text:
+            func = "sorted"  # sorted() passes its keywords on to list.sort, whose name is in the message
         short = func.split(".")[-1]
         shown = func.split(".")[-2] if short == "__init__" and "." in func else short
         sig = signature(ctx, func)
-        if sig is None and func in BUILTIN_NAMES:
-            try:  # a built-in function's signature is read from its documentation, nothing runs
-                sig = str(inspect.signature(getattr(__import__("builtins"), func)))
-            except (TypeError, ValueError):
-                sig = None
+        if sig is None:
+            sig = _builtin_signature(func)
         params = re.findall(r"(\w+)(?=\s*[:=,)])", sig or "")
         guess = close(name, params, cutoff=0.6)
         return Diagnosis(
             "unexpected-keyword", f"{plain(shown)}() has no parameter named '{plain(name)}'{on(line)}",
             f"{ctx.where(True)} `{shown}` is called with `{name}=...`, but it has no parameter called `{name}`."
-            + (f" Its definition is {code(shown + sig)}." if sig else ""),
+            + (f" Its definition is {code(shown + sig)}." if sig else " Names given with `=` must be spelt exactly "
+               "as the function's parameters."),
             line, f"Did you mean `{guess}=`?" if guess else
             f"Use one of the names in the definition of `{shown}`, or pass the value without a name.")
     m = ctx.match(r"([\w.<>]+)\(\) got multiple values for (?:keyword )?argument '(\w+)'")
@@ -228,3 +254,56 @@ def keyword_arguments(ctx: Context) -> Diagnosis | None:
             f"(`{name}=...`). Values without names fill the parameters in order, so `{name}` was already taken.",
             line, f"Give `{name}` only one value: drop `{name}=...`, or drop the value in its position.")
     return None
+
+
+def _builtin_signature(func: str) -> str | None:
+    """The signature of a built-in function or method of a built-in type (read from its documentation)."""
+    import builtins
+
+    short = func.split(".")[-1]
+    candidates = [getattr(builtins, short, None)] if "." not in func else []
+    owner = getattr(builtins, func.split(".")[0], None) if "." in func else None
+    candidates += [getattr(t, short, None) for t in ((owner,) if isinstance(owner, type) else (list, str, dict))]
+    for value in candidates:
+        if value is None or not callable(value):
+            continue
+        try:
+            sig = inspect.signature(value)
+        except (TypeError, ValueError):
+            continue
+        params = [p for p in sig.parameters.values() if p.name != "self"]
+        return str(sig.replace(parameters=params))
+    return None
+
+
+def _replaced_function(ctx: Context, name: str) -> int | None:
+    """The line that stored a new value in ``name`` after this cell defined it as a function (or ``f = f(...)``)."""
+    tree = ctx.tree
+    if tree is None:
+        return None
+    defined = any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in ast.walk(tree))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            calls_itself = isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) \
+                and node.value.func.id == name
+            if defined or calls_itself:
+                return node.lineno
+    return None
+
+
+def _parameters(ctx: Context, func: str) -> list[str]:
+    """The names of the positional parameters of the student's function ``func`` (dotted for methods)."""
+    parts = func.split(".")
+    found, value = ctx.lookup(parts[0])
+    try:
+        for part in parts[1:]:
+            value = inspect.getattr_static(value, part)
+        code_ = value.__code__ if found and isinstance(value, types.FunctionType) else None
+    except Exception:
+        return []
+    return list(code_.co_varnames[: code_.co_argcount]) if code_ is not None else []
+
+
+def _first_parameter(ctx: Context, func: str) -> str | None:
+    names = _parameters(ctx, func)
+    return names[0] if names else None

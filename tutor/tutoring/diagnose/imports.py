@@ -94,7 +94,8 @@ def module_not_found(ctx: Context) -> Diagnosis | None:
         return Diagnosis(
             "module-not-found", f"The package {plain(top)} is not installed",
             f"`{top}` is a package that doesn't come with Python, and it is not installed in the environment this "
-            "notebook runs in." + (f" On PyPI its name is `{package}`." if package != top else ""),
+            "notebook runs in. Installing it once makes it available to every notebook that uses this kernel."
+            + (f" On PyPI its name is `{package}`." if package != top else ""),
             line, f"Run `%pip install {package}` in a cell, then run this cell again.")
     guess = close(top, list(POPULAR_MODULES) + sorted(getattr(sys, "stdlib_module_names", ())), cutoff=0.75)
     if guess:

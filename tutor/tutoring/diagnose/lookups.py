@@ -177,7 +177,11 @@ def key_error(ctx: Context) -> Diagnosis | None:
                 continue
             name, mapping = snippet(holder), value
             counting = any(isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Subscript)
-                           and snippet(n.target.value) == name for n in ctx.nodes_on_line(ast.AugAssign))
+                           and snippet(n.target.value) == name for n in ctx.nodes_on_line(ast.AugAssign)) or any(
+                isinstance(n, ast.Assign) and any(isinstance(t, ast.Subscript) and snippet(t.value) == name
+                                                  for t in n.targets)
+                and any(isinstance(v, ast.Subscript) and snippet(v.value) == name for v in ast.walk(n.value))
+                for n in ctx.nodes_on_line(ast.Assign))  # counts[w] = counts[w] + 1
             keys = _keys(value)
             break
     in_dict = f" in `{name}`" if name else ""
@@ -336,7 +340,8 @@ def immutable_item_assignment(ctx: Context) -> Diagnosis | None:
             literal = index.isdigit()
             before = "" if index == "0" else f"{name}[:{index}] + "
             after = f"{name}[{int(index) + 1}:]" if literal else f"{name}[{index} + 1:]"
-            rebuilt = f"{name} = {before}{'' if action == 'deletion' else chr(39) + 'x' + chr(39) + ' + '}{after}"
+            new = next((snippet(n.value) for n in ctx.nodes_on_line(ast.Assign) if subs[0] in n.targets), "'x'")
+            rebuilt = f"{name} = {before}{'' if action == 'deletion' else new + ' + '}{after}"
             fix = f"Build a new text instead: {propose(rebuilt)}" + (" (or use `.replace(old, new)`)." if action ==
                                                                        "assignment" else ".")
         explanation = (f"{ctx.where(True)} a character of the text {code(name) if name else ''} is "

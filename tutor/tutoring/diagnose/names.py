@@ -123,6 +123,16 @@ def name_error(ctx: Context) -> Diagnosis | None:
             f"`{name}` gets its value on line {first}, but {ctx.where()} it is already used. A cell runs from top "
             "to bottom, so a variable must be given a value before the line that uses it.",
             line, f"Move the line that sets `{name}` above the line that uses it.")
+    earlier = [n for n in later if line is not None and n < line]
+    if earlier and not other_language:
+        first = max(earlier)
+        return Diagnosis(
+            "name-not-defined", f"'{shown}' was never given a value{on(line)}",
+            f"`{name}` gets its value on line {first}, but that line did not run: it is inside an `if` whose "
+            "condition was false, a loop that ran zero times, or a function that was not called. So "
+            f"{ctx.where()} `{name}` doesn't exist yet.",
+            line, f"Give `{name}` a starting value before that block (for example `{name} = None` or `0`), so "
+                  "it exists whichever way the code goes.")
     guess = other_language or python_hint(ctx.message) or close(name, ctx.known_names(), cutoff=0.75)
     if guess:
         return Diagnosis(
@@ -130,6 +140,14 @@ def name_error(ctx: Context) -> Diagnosis | None:
             f"Python doesn't know a name `{name}`. It looks like a small spelling mistake: names must be spelt "
             "exactly the same everywhere, including upper and lower case.",
             line, f"Did you mean `{guess}`?")
+    owner = _module_with(name)
+    if owner:
+        return Diagnosis(
+            "missing-import", f"'{shown}' needs to be imported from {plain(owner)}",
+            f"`{name}` is a function of the module `{owner}`, and it can only be used after an `import` line has "
+            "brought it in. No cell so far has run that import (or the kernel was restarted since).",
+            line, f"Add {propose(f'from {owner} import {name}')} at the top of the cell, or "
+                  f"{propose('import ' + owner)} and write `{owner}.{name}`.")
     module = name if name in getattr(sys, "stdlib_module_names", ()) or name in POPULAR_MODULES else None
     module = module or ALIASES.get(name)
     if module:
@@ -177,3 +195,22 @@ def _local_of_function(ctx: Context, name: str) -> str | None:
 def _takes_arguments(ctx: Context, func: str) -> bool:
     node = ctx.function_defs().get(func)
     return node is None or bool(node.args.args or node.args.posonlyargs or node.args.kwonlyargs)
+
+
+# Modules whose functions beginners call without importing them, most common first.
+_COMMON_MODULES = ("math", "random", "time", "statistics", "datetime", "string", "os", "json", "collections")
+
+
+def _module_with(name: str) -> str | None:
+    """The common module (already loaded: nothing is imported here) that has a function called ``name``."""
+    if len(name) < 3:
+        return None
+    for module_name in _COMMON_MODULES:
+        module = sys.modules.get(module_name)
+        try:
+            member = vars(module).get(name) if module is not None else None
+        except TypeError:
+            member = None
+        if member is not None and callable(member) and not name.startswith("_"):
+            return module_name
+    return None

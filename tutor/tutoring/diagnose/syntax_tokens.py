@@ -467,6 +467,13 @@ def incomplete_expression(ctx: Context) -> Diagnosis | None:
             f"{ctx.where(True)} two commas stand next to each other. Each comma separates two items, so there "
             "must be a value between them.",
             s.line, "Remove one of the commas, or put the missing value between them.")
+    if before in ("and", "or") and here in ("<", ">", "<=", ">=", "==", "!="):
+        return _diagnosis(
+            "incomplete-expression", f"Each side of {before} must be a whole comparison",
+            f"{ctx.where(True)} `{before}` is followed by `{here}`, as in speech (\"bigger than 5 and smaller than "
+            f"10\"). In Python each side of `{before}` is a comparison of its own, so the value must be named "
+            "again.",
+            s.line, "Write the value on both sides, like `x > 5 and x < 10`, or chain the comparison: `5 < x < 10`.")
     after = "the end of the line" if not here else code(here)
     return _diagnosis(
         "incomplete-expression", f"{before} has nothing after it",

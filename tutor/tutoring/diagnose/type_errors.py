@@ -11,7 +11,7 @@ from .none_values import KINDS as NONE_KINDS
 from .none_values import none_rule
 from .registry import rule
 from .safe_eval import evaluate
-from .text import capital, on, plain, propose, snippet, type_word
+from .text import capital, code, on, plain, propose, snippet, type_word
 
 _NUMBERS = {"int", "float", "bool", "complex"}
 
@@ -102,6 +102,13 @@ def operator_types(ctx: Context) -> Diagnosis | None:
             f"{ctx.where(True)} `{op}` is used with {type_word(left)} and {type_word(right)}. Arithmetic needs "
             "numbers on both sides, and text is not a number even when it holds digits." + _input_note(ctx),
             line, "Turn the text into a number with `int(...)` or `float(...)` first.")
+    if left == right == "str" and op == "-":
+        return Diagnosis(
+            "type-mismatch", f"Text can't be subtracted{on(line)}",
+            f"{ctx.where(True)} `-` is used between two texts. `+` joins texts, but there is no `-` for text: "
+            "Python doesn't know what taking one text away from another would mean.",
+            line, "To remove a part of a text, use `.replace(part, '')`; for arithmetic, turn both texts into numbers "
+                  "with `int(...)` or `float(...)` first.")
     if left == "list" and right != "list" and op == "+":
         suggestion = "To add one item to a list, use `.append(item)`; `+` only joins two lists."
     elif {left, right} & {"function", "method", "builtin_function_or_method"}:
@@ -232,6 +239,18 @@ def join_numbers(ctx: Context) -> Diagnosis | None:
 def not_iterable(ctx: Context) -> Diagnosis | None:
     msg, line = ctx.message, ctx.line
     m = ctx.match(r"cannot unpack non-iterable (\w+) object")
+    loops = [n for n in ctx.nodes_on_line(ast.For) if n.lineno == line and isinstance(n.target, ast.Tuple)]
+    if m and loops:
+        loop, type_name = loops[0], m.group(1)
+        names = ", ".join(snippet(e) for e in loop.target.elts)
+        return Diagnosis(
+            "unpack-non-iterable", f"Each item is one value, not {len(loop.target.elts)}{on(line)}",
+            f"{ctx.where(True)} the loop gives each item of {code(snippet(loop.iter))} to the names `{names}`, but "
+            f"each item is {type_word(type_name)}, a single value that can't be split into "
+            f"{len(loop.target.elts)} names. `enumerate(...)` gives pairs of a position and an item.",
+            line, f"To get each position with its item, loop over "
+                  f"{propose('for ' + names + ' in enumerate(' + snippet(loop.iter) + '):')}; otherwise use one "
+                  "name.")
     if m:
         type_name = m.group(1)
         return Diagnosis(
@@ -259,7 +278,11 @@ def not_iterable(ctx: Context) -> Diagnosis | None:
             f"{ctx.where(True)} `next(...)` is given {type_word(type_name)}. `next` works on an iterator, which "
             "remembers how far it got; a list does not.",
             line, "Make an iterator first, like `items = iter(values)`, then call `next(items)`; or use a `for` loop.")
-    if "len()" in msg:
+    if "len()" in msg and "len(" not in ctx.text:
+        explanation = (f"{ctx.where(True)} a function is given {type_word(type_name)} where it needs a collection "
+                       "(it asked for its length). Only collections such as lists, strings and dictionaries have "
+                       "a length.")
+    elif "len()" in msg:
         explanation = (f"{ctx.where(True)} `len(...)` is used on {type_word(type_name)}. Only collections such "
                        "as lists, strings and dictionaries have a length.")
     elif "argument of type" in msg:

@@ -120,11 +120,17 @@ def missing_value(ctx: Context) -> Diagnosis | None:
 @rule(ValueError, kinds="empty-sequence")
 def empty_sequence(ctx: Context) -> Diagnosis | None:
     m = ctx.match(r"(max|min)\(\) (?:arg is an empty sequence|iterable argument is empty)") \
-        or ctx.match(r"(mean|median|mode|stdev|variance|harmonic_mean|geometric_mean|fmean)\b.*"
-                     r"(?:at least|no median|empty)")
+        or ctx.match(r"(mean|median|mode|stdev|variance|harmonic_mean|geometric_mean|fmean|pstdev|pvariance)\b.*"
+                     r"(?:at least (one|two) data points?|no median|empty)")
     if not m:
         return None
     func, line = m.group(1), ctx.line
+    if m.lastindex and m.lastindex >= 2 and m.group(2) == "two":
+        return Diagnosis(
+            "empty-sequence", f"{func}() needs at least two values{on(line)}",
+            f"{ctx.where(True)} `{func}(...)` is given fewer than two values. A spread like the standard deviation "
+            "measures how values differ from each other, so it needs at least two of them.",
+            line, "Check how many values there are first, for example with `if len(values) >= 2:`.")
     return Diagnosis(
         "empty-sequence", f"{func}() of an empty list{on(line)}",
         f"{ctx.where(True)} `{func}(...)` is given a list (or other collection) with no items, so there is no "
