@@ -29,7 +29,7 @@ import corpus  # noqa: E402
 from tutor.tutoring import diagnose  # noqa: E402
 
 TABLE = json.loads(corpus.MESSAGES.read_text(encoding="utf-8"))
-HERE_VERSION = "%d.%d" % sys.version_info[:2]
+HERE_VERSION = "{}.{}".format(*sys.version_info[:2])
 PROGRAMS = corpus.load()
 
 

@@ -200,8 +200,11 @@ class Context:
         return found, value
 
     def known_names(self) -> list[str]:
+        """Candidates for did-you-mean: the scopes of :meth:`lookup`, and the locals of the function (maybe of
+        an earlier cell) where the error happened."""
         names: set[str] = set(BUILTIN_NAMES) | {"True", "False", "None"}
-        for scope in self.scopes():
+        inner = [self.code_frames[-1].f_locals] if self.code_frames and self.code_frames[-1] is not self.frame else []
+        for scope in self.scopes() + inner:
             try:
                 for key in itertools.islice(scope, MAX_NAMES):
                     if isinstance(key, str) and not key.startswith("_"):

@@ -159,7 +159,9 @@ def fixes_line(ctx: Context, line: int, new: str) -> bool:
             compile("\n".join(lines) + "\n", "<cell>", "exec", dont_inherit=True)
         return True
     except SyntaxError as err:
-        return isinstance(err.lineno, int) and err.lineno > line
+        # Still failing on that line: not a fix. An error before it is the cell's own (an IPython magic,
+        # which plain compile() can't read) and says nothing about the proposal.
+        return isinstance(err.lineno, int) and err.lineno != line
     except ValueError:
         return False
 
