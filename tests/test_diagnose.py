@@ -550,3 +550,31 @@ def test_permission_denied(tmp_path):
             error = exc
     found = diagnose(source, error, ns)
     assert found.kind == "permission-denied" and found.line == 1 and "grades.txt" in found.title
+
+
+class Watched:
+    """An object whose attribute listing and length run code: reading them would run the student's code."""
+
+    runs = 0
+
+    def __dir__(self):
+        Watched.runs += 1
+        return ["surprise"]
+
+    def __getattr__(self, name):
+        Watched.runs += 1
+        raise AttributeError(name)
+
+
+class LongList(list):
+    def __len__(self):
+        Watched.runs += 1
+        return 3
+
+
+@pytest.mark.parametrize("source", ["w.nmae\n", "xs = LongList()\nxs[5]\n"])
+def test_diagnosing_runs_none_of_the_students_methods(source):
+    error, ns = fail(source, {"w": Watched(), "LongList": LongList})
+    before = Watched.runs
+    found = diagnose(source, error, ns)
+    assert found is not None and Watched.runs == before

@@ -126,7 +126,7 @@ def attribute_error(ctx: Context) -> Diagnosis | None:
     names: list[str] = []
     if has_obj:
         try:
-            names = [n for n in dir(obj) if isinstance(n, str) and not n.startswith("_")][:MAX_NAMES]
+            names = [n for n in safe_dir(obj) if isinstance(n, str) and not n.startswith("_")][:MAX_NAMES]
         except Exception:
             names = []
     title = f"{plain(shown_type)} has no attribute '{plain(attr)}'{on(line)}"
@@ -221,3 +221,16 @@ def _own_attributes(obj: object) -> list[str] | None:
     if not isinstance(fields, dict):
         return None
     return [n for n in fields if isinstance(n, str) and not n.startswith("_")]
+
+
+def safe_dir(obj: object) -> list[str]:
+    """``dir(obj)``, unless the object's class overrides how its attributes are listed or read (that would
+    run the student's code); then nothing."""
+    cls = type(obj)
+    for name in ("__dir__", "__getattribute__", "__getattr__"):
+        if any(name in vars(k) for k in cls.__mro__ if k.__module__ != "builtins" and k is not type):
+            return []
+    try:
+        return dir(obj)
+    except Exception:
+        return []

@@ -58,7 +58,7 @@ def index_error(ctx: Context) -> Diagnosis | None:
             if isinstance(call.func, ast.Attribute) and call.func.attr == "pop" and call.args:
                 found, value = evaluate(ctx, call.func.value)
                 ok_index, index = evaluate(ctx, call.args[0])
-                if found and isinstance(value, list) and ok_index and isinstance(index, int):
+                if found and type(value) is list and ok_index and type(index) is int:
                     name, size = snippet(call.func.value), len(value)
                     detail = (f" `{name}` has {size} item{'s' if size != 1 else ''} and `.pop({index})` asks for "
                               f"position {index}.")
@@ -69,7 +69,7 @@ def index_error(ctx: Context) -> Diagnosis | None:
     for sub in ctx.nodes_on_line(ast.Subscript) if not seen else []:
         name = snippet(sub.value)
         found, value = evaluate(ctx, sub.value)
-        if not found or not isinstance(value, _SEQUENCES):
+        if not found or type(value) not in _SEQUENCES:  # len() of a subclass could run the student's code
             continue
         try:
             size = len(value)
@@ -104,7 +104,7 @@ def _assign_past_end(ctx: Context) -> Diagnosis:
     name, size = None, None
     for sub in _stored_subscripts(ctx):
         found, value = evaluate(ctx, sub.value)
-        if found and isinstance(value, list):
+        if found and type(value) is list:
             name, size = snippet(sub.value), len(value)
             break
     has = f" `{name}` has {size} item{'s' if size != 1 else ''}." if name is not None else ""
