@@ -266,7 +266,12 @@ def write_messages(interpreters: list[str]) -> None:
                              check=True, timeout=600).stdout
         rows = [json.loads(line) for line in out.splitlines() if line.strip()]
         table[version] = {row.pop("id"): row for row in rows}
-    MESSAGES.write_text(json.dumps(table, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    lines = []  # one program a line, so that a new recording shows as a readable diff
+    for version in sorted(table):
+        rows = ",\n".join(f"  {json.dumps(pid)}: {json.dumps(row, sort_keys=True, ensure_ascii=False)}"
+                           for pid, row in sorted(table[version].items()))
+        lines.append(f" {json.dumps(version)}: {{\n{rows}\n }}")
+    MESSAGES.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
 
 
 def main(argv: list[str]) -> int:
