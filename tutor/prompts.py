@@ -127,8 +127,7 @@ def chat_prompt(tokenizer: Tokenizer, messages: Sequence[Mapping[str, str]]) -> 
     system role, so system text is folded into the first user turn. Turns must alternate,
     starting and ending with the user.
     """
-    system = [m["content"] for m in messages if m.get("role") == "system"]
-    turns = [m for m in messages if m.get("role") != "system"]
+    turns = fold_system(messages)
     for m in turns:
         if m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
             raise PromptError(
@@ -143,13 +142,20 @@ def chat_prompt(tokenizer: Tokenizer, messages: Sequence[Mapping[str, str]]) -> 
         )
     sp = tokenizer.special
     ids = [sp[BOS]]
-    for i, (role, m) in enumerate(zip(roles, turns, strict=True)):
-        text = m["content"]
-        if i == 0 and system:
-            text = "\n\n".join([*system, text])
-        ids += [sp[START_OF_TURN], *tokenizer.encode(f"{role}\n{text}"), sp[END_OF_TURN],
+    for role, m in zip(roles, turns, strict=True):
+        ids += [sp[START_OF_TURN], *tokenizer.encode(f"{role}\n{m['content']}"), sp[END_OF_TURN],
                 *tokenizer.encode("\n")]
     return ids + [sp[START_OF_TURN], *tokenizer.encode("model\n")]
+
+
+def fold_system(messages: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]:
+    """The messages with every system message's text put in front of the first user turn's (Gemma
+    has no system role; its own chat templates do the same), separated by blank lines."""
+    system = [m["content"] for m in messages if m.get("role") == "system"]
+    turns: list[Mapping[str, str]] = [m for m in messages if m.get("role") != "system"]
+    if system and turns and isinstance(turns[0].get("content"), str):
+        turns[0] = {**turns[0], "content": "\n\n".join([*system, turns[0]["content"]])}
+    return turns
 
 
 def chat_stop_ids(tokenizer: Tokenizer) -> list[int]:

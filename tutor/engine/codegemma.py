@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .checkpoint import Checkpoint, expected_shapes, inspect_checkpoint, iter_tensors, resolve_source
 from .config import ModelConfig, dtype_from_name
+from .cpu_kernels import use_kernel_modules
 from .decoding import ChainedGreedyLoop, HostLoop, PromptLookupLoop
 from .errors import CheckpointError, PromptError
 from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings
@@ -408,6 +409,8 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
         model = Transformer(checkpoint.config)
         if mode == "int8":
             quantize_modules(model, target_dtype)
+        elif target_device.type == "cpu" and target_dtype == torch.bfloat16:
+            use_kernel_modules(model)  # one-token products by tutor.engine.cpu_kernels; the same weights
     quantized = {n + ".weight" for n, m in model.named_modules() if isinstance(m, (Int8Linear, Int8Embedding))}
     # Parameters are filled from the memory-mapped files one tensor at a time: a tensor that is
     # already in the right dtype on the CPU is used in place, without a copy. Quantized ones are

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import cpu_kernels
 from .errors import SettingError
 
 QUANTIZE_MODES = ("int8", "none")
@@ -35,6 +36,10 @@ def quantize_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
 def int8_linear(x: Tensor, q: Tensor, scales: Tensor) -> Tensor:
     """x [..., in] @ (q * scales).T in x's dtype. ``scales`` must already be in x's dtype."""
     rows, k = x.numel() // x.shape[-1], x.shape[-1]
+    # One token in bfloat16 (decoding): integer products, 2x torch's kernel on AVX2 (tutor.engine.cpu_kernels).
+    # float32 keeps torch's kernel, and with it the exact products the tests compare.
+    if rows == 1 and x.dtype == torch.bfloat16 and scales.dtype == torch.bfloat16 and cpu_kernels.fits(x, q):
+        return cpu_kernels.linear_int8(x, q, scales)
     # torch 2.13's bfloat16 CPU kernel reads out of bounds unless in_features is a multiple of 16
     # (wrong results or a crash); every CodeGemma matrix is a multiple of 256.
     if x.device.type == "cpu" and rows <= _KERNEL_MAX_ROWS.get(x.dtype, 0) and k % 16 == 0:

@@ -1,0 +1,272 @@
+"""Matrix-vector kernels for decoding on an x86 CPU: bfloat16 and int8 weights, one token at a time.
+
+Decoding one token reads every weight once, so on a CPU it should run at the memory's speed. On a
+CPU without AVX-512 (no native bfloat16, no VNNI) torch's kernels do not: its bfloat16 matrix-vector
+product read the 2B's weights at 9-10 GB/s on the project's 2-core AVX2 machine, where a plain sum
+of a float32 tensor reads 20 and llama.cpp's BF16 decoding 28 (docs/engine.md, "CPU"), and
+``torch._weight_int8pack_mm`` converts every int8 weight to float before multiplying. These two
+kernels do what llama.cpp does on such CPUs:
+
+- bfloat16 weights: 16 weights a load; the even ones become float32 by a shift, the odd ones by a
+  mask (bfloat16 is float32's upper half), each multiplied with the matching activations (float32,
+  arranged once per call), accumulated in float32. Same products as torch's, summed in another order.
+- int8 weights: the activation row is rounded once per call to int16 with one scale (15 bits,
+  finer than the bfloat16 it comes in), and 16 weights at a time are multiplied in integers
+  (``vpmaddwd``), accumulated in int32 over blocks of 2048 (no overflow: 2048 / 8 * 127 * 32767 <
+  2^31), then in float32, and scaled per output row at the end.
+
+Four weight rows share each load of the activations; rows are split over torch's own OpenMP
+threads (the library links the libgomp that torch loaded, so both use one thread pool).
+
+The C source below is compiled once per machine with the system's C compiler (``cc``, as
+torch.compile's CPU backend needs too) into the user's cache folder, keyed by a hash of the source
+and flags, and loaded with ctypes. Without a compiler, without AVX2 and FMA, or with
+``TUTOR_CPU_KERNELS=0``, :func:`kernels` returns None and the callers keep torch's kernels.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_SOURCE = r"""
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <math.h>
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = { (uint32_t)h << 16 };
+    return v.f;
+}
+
+/* x as float32; x_kind 0: float32, 1: bfloat16 */
+static inline float x_at(const void *x, int x_kind, int64_t i) {
+    return x_kind ? bf16_to_f32(((const uint16_t *)x)[i]) : ((const float *)x)[i];
+}
+
+/* y[n] = sum_k w[n, k] x[k], w bfloat16 [n, k] row-major, k % 16 == 0. */
+void gemv_bf16(const uint16_t *w, const void *x, int x_kind, float *y, int64_t n, int64_t k, int threads) {
+    /* x rearranged per 16: the 8 even elements, then the 8 odd ones, as the weights unpack. */
+    float *xp = (float *)aligned_alloc(32, (size_t)k * sizeof(float));
+    for (int64_t c = 0; c < k; c += 16)
+        for (int j = 0; j < 8; j++) {
+            xp[c + j] = x_at(x, x_kind, c + 2 * j);
+            xp[c + 8 + j] = x_at(x, x_kind, c + 2 * j + 1);
+        }
+    const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
+    const int64_t groups = (n + 3) / 4;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t r0 = g * 4;
+        const int rows = n - r0 < 4 ? (int)(n - r0) : 4;
+        const uint16_t *w0 = w + r0 * k;
+        const uint16_t *w1 = w + (r0 + (rows > 1 ? 1 : 0)) * k;
+        const uint16_t *w2 = w + (r0 + (rows > 2 ? 2 : 0)) * k;
+        const uint16_t *w3 = w + (r0 + (rows > 3 ? 3 : 0)) * k;
+        __m256 a0 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+        for (int64_t c = 0; c < k; c += 16) {
+            const __m256 xe = _mm256_load_ps(xp + c), xo = _mm256_load_ps(xp + c + 8);
+            /* The next four rows follow these in memory: fetch them at the rate these are read
+               (rows are short, 2-32 KiB, and the hardware prefetcher restarts on each). */
+            _mm_prefetch((const char *)(w0 + 4 * k + 4 * c), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w0 + 4 * k + 4 * c + 32), _MM_HINT_T0);
+            __m256i v;
+#define ROW(W, A, B) \
+            v = _mm256_loadu_si256((const __m256i *)(W + c)); \
+            A = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), xe, A); \
+            B = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, high)), xo, B);
+            ROW(w0, a0, b0) ROW(w1, a1, b1) ROW(w2, a2, b2) ROW(w3, a3, b3)
+#undef ROW
+        }
+        const float out[4] = { hsum(_mm256_add_ps(a0, b0)), hsum(_mm256_add_ps(a1, b1)),
+                               hsum(_mm256_add_ps(a2, b2)), hsum(_mm256_add_ps(a3, b3)) };
+        for (int i = 0; i < rows; i++) y[r0 + i] = out[i];
+    }
+    free(xp);
+}
+
+#define BLOCK 2048
+
+/* y[n] = scales[n] * sum_k q[n, k] x[k], q int8 [n, k] row-major, k % 16 == 0; scales in x's kind. */
+void gemv_int8(const int8_t *q, const void *scales, const void *x, int x_kind, float *y, int64_t n, int64_t k,
+               int threads) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < k; i++) { float a = fabsf(x_at(x, x_kind, i)); if (a > amax) amax = a; }
+    if (!(amax > 0.0f) || !isfinite(amax)) {   /* all zero (or not finite): let the float path decide */
+        for (int64_t i = 0; i < n; i++) y[i] = amax == 0.0f ? 0.0f : NAN;
+        return;
+    }
+    const float step = amax / 32767.0f;
+    int16_t *xq = (int16_t *)aligned_alloc(32, (size_t)k * sizeof(int16_t));
+    for (int64_t i = 0; i < k; i++) xq[i] = (int16_t)lrintf(x_at(x, x_kind, i) / step);
+    const int64_t groups = (n + 3) / 4;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t r0 = g * 4;
+        const int rows = n - r0 < 4 ? (int)(n - r0) : 4;
+        const int8_t *q0 = q + r0 * k;
+        const int8_t *q1 = q + (r0 + (rows > 1 ? 1 : 0)) * k;
+        const int8_t *q2 = q + (r0 + (rows > 2 ? 2 : 0)) * k;
+        const int8_t *q3 = q + (r0 + (rows > 3 ? 3 : 0)) * k;
+        __m256 f0 = _mm256_setzero_ps(), f1 = _mm256_setzero_ps(), f2 = _mm256_setzero_ps(), f3 = _mm256_setzero_ps();
+        for (int64_t start = 0; start < k; start += BLOCK) {
+            const int64_t end = start + BLOCK < k ? start + BLOCK : k;
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+            __m256i s2 = _mm256_setzero_si256(), s3 = _mm256_setzero_si256();
+            for (int64_t c = start; c < end; c += 16) {
+                const __m256i xv = _mm256_load_si256((const __m256i *)(xq + c));
+                _mm_prefetch((const char *)(q0 + 4 * k + 4 * c), _MM_HINT_T0);  /* as in gemv_bf16 */
+#define ROW(Q, S) \
+                S = _mm256_add_epi32(S, _mm256_madd_epi16( \
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(Q + c))), xv));
+                ROW(q0, s0) ROW(q1, s1) ROW(q2, s2) ROW(q3, s3)
+#undef ROW
+            }
+            f0 = _mm256_add_ps(f0, _mm256_cvtepi32_ps(s0)); f1 = _mm256_add_ps(f1, _mm256_cvtepi32_ps(s1));
+            f2 = _mm256_add_ps(f2, _mm256_cvtepi32_ps(s2)); f3 = _mm256_add_ps(f3, _mm256_cvtepi32_ps(s3));
+        }
+        const float out[4] = { hsum(f0), hsum(f1), hsum(f2), hsum(f3) };
+        for (int i = 0; i < rows; i++) y[r0 + i] = out[i] * step * x_at(scales, x_kind, r0 + i);
+    }
+    free(xq);
+}
+"""
+
+_FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+_KINDS = {torch.float32: 0, torch.bfloat16: 1}
+_lock = threading.Lock()
+_loaded: ctypes.CDLL | None = None
+_tried = False
+
+
+def _cpu_has_avx2_fma() -> bool:
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return {"avx2", "fma"} <= set(flags.split(":", 1)[-1].split())
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tutor" / "kernels"
+
+
+def _build() -> ctypes.CDLL:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        raise RuntimeError("no C compiler (cc or gcc) on PATH")
+    key = hashlib.sha256("\0".join([_SOURCE, compiler, *_FLAGS]).encode()).hexdigest()[:16]
+    library = _cache_dir() / f"cpu_gemv-{key}.so"
+    if not library.is_file():
+        library.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=library.parent) as tmp:
+            source, built = Path(tmp) / "cpu_gemv.c", Path(tmp) / "cpu_gemv.so"
+            source.write_text(_SOURCE)
+            done = subprocess.run([compiler, *_FLAGS, str(source), "-o", str(built), "-lm"],
+                                  capture_output=True, text=True, timeout=120)
+            if done.returncode:
+                raise RuntimeError(f"{compiler} failed: {done.stderr.strip()[-500:]}")
+            os.replace(built, library)  # atomic: another process loading at once sees all or nothing
+    lib = ctypes.CDLL(str(library))
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.gemv_bf16.argtypes = [ptr, ptr, ctypes.c_int, ptr, i64, i64, ctypes.c_int]
+    lib.gemv_int8.argtypes = [ptr, ptr, ptr, ctypes.c_int, ptr, i64, i64, ctypes.c_int]
+    lib.gemv_bf16.restype = lib.gemv_int8.restype = None
+    return lib
+
+
+def kernels() -> ctypes.CDLL | None:
+    """The compiled kernels, built on first use; None where they cannot run (the callers then use torch's)."""
+    global _loaded, _tried
+    if _tried:
+        return _loaded
+    with _lock:
+        if not _tried:
+            if os.environ.get("TUTOR_CPU_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off") \
+                    and _cpu_has_avx2_fma():
+                try:
+                    _loaded = _build()
+                except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                    warnings.warn(f"the CPU decoding kernels could not be built ({exc}); decoding uses torch's "
+                                  "kernels, which are slower on this CPU. Set TUTOR_CPU_KERNELS=0 to skip the "
+                                  "attempt.", RuntimeWarning, stacklevel=3)
+            _tried = True
+    return _loaded
+
+
+def fits(x: Tensor, weight: Tensor) -> bool:
+    """Whether a kernel takes x @ weight.T: one row of bfloat16 or float32 on the CPU, contiguous weights
+    whose rows are a multiple of 16 long (every CodeGemma matrix is a multiple of 256)."""
+    return (x.device.type == "cpu" and x.numel() == x.shape[-1] == weight.shape[1] and x.dtype in _KINDS
+            and weight.shape[1] % 16 == 0 and weight.is_contiguous() and not torch.is_grad_enabled()
+            and kernels() is not None)
+
+
+def linear_bf16(x: Tensor, weight: Tensor) -> Tensor:
+    """x [..., k] (one row) @ weight.T, weight bfloat16 [n, k]; in x's dtype. Check :func:`fits` first."""
+    x_row = x.contiguous()
+    out = torch.empty(weight.shape[0], dtype=torch.float32)
+    kernels().gemv_bf16(weight.data_ptr(), x_row.data_ptr(), _KINDS[x.dtype], out.data_ptr(), weight.shape[0],
+                        weight.shape[1], torch.get_num_threads())
+    return out.to(x.dtype).view(*x.shape[:-1], weight.shape[0])
+
+
+def linear_int8(x: Tensor, q: Tensor, scales: Tensor) -> Tensor:
+    """x [..., k] (one row) @ (q * scales[:, None]).T, scales in x's dtype; in x's dtype. Check :func:`fits` first."""
+    x_row, scales = x.contiguous(), scales.contiguous()
+    out = torch.empty(q.shape[0], dtype=torch.float32)
+    kernels().gemv_int8(q.data_ptr(), scales.data_ptr(), x_row.data_ptr(), _KINDS[x.dtype], out.data_ptr(),
+                        q.shape[0], q.shape[1], torch.get_num_threads())
+    return out.to(x.dtype).view(*x.shape[:-1], q.shape[0])
+
+
+class KernelLinear(nn.Linear):
+    """A bias-free nn.Linear (same weight, same state dict) whose one-row products in bfloat16 use
+    :func:`linear_bf16`; longer blocks (prefill) and other dtypes use F.linear."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.weight.dtype == torch.bfloat16 and fits(x, self.weight):
+            return linear_bf16(x, self.weight)
+        return F.linear(x, self.weight)
+
+
+class KernelEmbedding(nn.Embedding):
+    """The tied embedding, whose use as the output head (a fifth of the 2B's bytes) goes through
+    :func:`linear_bf16` for one row in bfloat16."""
+
+    def head(self, h: Tensor) -> Tensor:
+        if self.weight.dtype == torch.bfloat16 and fits(h, self.weight):
+            return linear_bf16(h, self.weight)
+        return F.linear(h, self.weight)
+
+
+def use_kernel_modules(model: nn.Module) -> None:
+    """Swap every nn.Linear and nn.Embedding of ``model`` (built on the meta device, before its weights
+    are assigned) for the kernel-backed subclasses above: same names, same weights, no copies."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear and child.bias is None:
+                setattr(parent, name, KernelLinear(child.in_features, child.out_features, bias=False, device="meta"))
+            elif type(child) is nn.Embedding:
+                setattr(parent, name, KernelEmbedding(child.num_embeddings, child.embedding_dim, device="meta"))
