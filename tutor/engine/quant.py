@@ -9,8 +9,16 @@ kernel; elsewhere it falls back to a plain dequantize-then-matmul.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from . import cpu_kernels
@@ -148,3 +156,66 @@ def check_mode(value: str | None, source: str = "quantize") -> str:
     if mode not in QUANTIZE_MODES:
         raise SettingError(f"unknown {source} value {value!r}: use one of {', '.join(QUANTIZE_MODES)}.")
     return mode
+
+
+# ------------------------------------------------------------------ the quantized weights, cached on disk
+
+_CACHE_FORMAT = "int8-per-row-v1"  # change it when quantize_int8 or the stored names change
+# Smaller checkpoints quantize in well under a second: caching them would only fill the cache folder.
+CACHE_MIN_BYTES = 256 * 2**20
+
+
+def int8_cache_path(files: list[Path], dtype: torch.dtype) -> Path | None:
+    """Where the int8 weights of the checkpoint made of ``files`` are cached, or None with
+    TUTOR_INT8_CACHE=0. The name holds a hash of the folder and one of every file's identity
+    (path, size, modification time) and the activation dtype, so a changed checkpoint never
+    reads a stale cache."""
+    if os.environ.get("TUTOR_INT8_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if sum(f.stat().st_size for f in files) < CACHE_MIN_BYTES:
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    identity = [_CACHE_FORMAT, str(dtype)]
+    for f in files:
+        stat = f.stat()
+        identity.append(f"{f.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    folder = hashlib.sha256(str(files[0].resolve().parent).encode()).hexdigest()[:12]
+    key = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
+    return Path(base) / "tutor" / "int8" / f"{folder}-{key}.safetensors"
+
+
+def read_int8_cache(path: Path | None) -> dict[str, Tensor] | None:
+    """The cached state dict, memory-mapped (int8 tensors used in place), or None if there is none
+    or it cannot be read (then the caller quantizes again and rewrites it)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("format") != _CACHE_FORMAT:
+                return None
+            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open has no iterator
+    except (OSError, SafetensorError):
+        return None
+
+
+def write_int8_cache(path: Path | None, state: dict[str, Tensor]) -> None:
+    """Save ``state`` at ``path`` (atomically: a reader sees the whole file or none) and remove the
+    caches of earlier versions of the same folder. A cache that cannot be written is only a warning."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+            pass
+        try:
+            save_file({k: v.contiguous() for k, v in state.items()}, tmp.name, metadata={"format": _CACHE_FORMAT})
+            os.replace(tmp.name, path)
+        finally:
+            if os.path.exists(tmp.name):
+                os.unlink(tmp.name)
+        for old in path.parent.glob(path.name.split("-")[0] + "-*.safetensors"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError as exc:
+        warnings.warn(f"could not cache the int8 weights in {path.parent} ({exc}); the next load quantizes "
+                      "again. Set TUTOR_INT8_CACHE=0 to stop trying.", RuntimeWarning, stacklevel=3)
