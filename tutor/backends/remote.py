@@ -21,6 +21,7 @@ import json
 import os
 import threading
 from collections.abc import Generator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -28,7 +29,7 @@ import httpx
 from ..engine.config import IT_NAME as _IT_NAME
 from ..engine.errors import TutorError
 from ..engine.generation import GenerationStream
-from ..engine.tokenizer import BOS, Tokenizer
+from ..engine.tokenizer import BOS, FILE_SEPARATOR, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, Tokenizer
 from ..prompts import (
     ContextFile,
     Segment,
@@ -92,8 +93,12 @@ class RemoteBackend(Backend):
                        files: Sequence[ContextFile] = (), path: str | None = None,
                        session: str | None = None) -> CompletionStream:
         segments = fim_segments(prefix, suffix, files=files, path=path)
+        # As text, the markers that end a completion go as stop strings too: a server that takes
+        # no stop_token_ids (llama.cpp's) writes them out as text and goes on. At most 4 (OpenAI's
+        # limit), the caller's own first.
+        as_text = replace(options, stop=(*options.stop, *(s for s in _FIM_STOPS if s not in options.stop))[:4])
         if self.tokenizer is None:
-            return self.complete(self._text_prompt(segments), options, session=session)
+            return self.complete(self._text_prompt(segments), as_text, session=session)
         ids, stops = render_ids(self.tokenizer, segments), fim_stop_ids(self.tokenizer)
         if self.takes_token_ids is not False:
             try:
@@ -103,12 +108,12 @@ class RemoteBackend(Backend):
                     raise
                 # Perhaps a server that takes text only (llama-cpp-python answers 500, "Input
                 # should be a valid string"): try the same prompt as text, and remember if that works.
-                stream = self.complete(self._text_prompt(segments), options, stop_token_ids=stops, session=session)
+                stream = self.complete(self._text_prompt(segments), as_text, stop_token_ids=stops, session=session)
                 self.takes_token_ids = False
                 return stream
             self.takes_token_ids = True
             return stream
-        return self.complete(self._text_prompt(segments), options, stop_token_ids=stops, session=session)
+        return self.complete(self._text_prompt(segments), as_text, stop_token_ids=stops, session=session)
 
     def chat(self, messages: Sequence[Message], options: GenerationOptions = DEFAULT_OPTIONS) -> CompletionStream:
         # Every model the tutor runs is a Gemma, which has no system role: servers drop a system
@@ -221,6 +226,7 @@ class RemoteBackend(Backend):
         return GenerationStream(_events(response, cancel, body["model"], chat=role == "chat", counts=counts), cancel)
 
 
+_FIM_STOPS = (FILE_SEPARATOR, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
 # Statuses with which a server may be refusing a token-id prompt (validation: 400, 422; llama-cpp-python: 500).
 _MAYBE_NO_IDS = (400, 422, 500)
 

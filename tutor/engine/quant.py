@@ -55,9 +55,12 @@ def int8_linear(x: Tensor, q: Tensor, scales: Tensor) -> Tensor:
         return out.view(*x.shape[:-1], q.shape[0])
     # Long blocks (prefill) and other devices: dequantize a slice of rows at a time and use the
     # dense matmul, so the temporary copy stays small even for the 256000-row output head.
-    step = 4 * _CHUNK_ROWS
-    parts = [F.linear(x, q[i:i + step].to(x.dtype)) * scales[i:i + step] for i in range(0, q.shape[0], step)]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+    # In float32 where torch has no fast bfloat16 matmul on this CPU (tutor.engine.cpu_kernels.prefill_dtype).
+    step, dtype = 4 * _CHUNK_ROWS, cpu_kernels.prefill_dtype(x)
+    xd = x.to(dtype)
+    parts = [F.linear(xd, q[i:i + step].to(dtype)) * scales[i:i + step].to(dtype) for i in range(0, q.shape[0], step)]
+    out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+    return out.to(x.dtype)
 
 
 def _kernel_max_rows() -> dict[torch.dtype, int]:
