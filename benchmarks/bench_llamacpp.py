@@ -10,7 +10,7 @@ alike:
     tutor-int8   load(quantize="int8"), bfloat16 activations vs  llama.cpp Q8_0
 
 Each process loads its model (load s: the int8 one from its cache after the first round), runs one
-warm-up generation, then times a --prompt-token prompt (random ids) with --new new tokens:
+short warm-up generation (16-token prompt), then times a --prompt-token prompt (random ids) with --new new tokens:
 prefill = time to the first token; decode = 1 / the median time between two streamed tokens
 (tutor: each streamed text piece; llama.cpp: each token that Llama.generate yields, greedy,
 repeat penalty 1). Both use every core (torch's default threads; n_threads = os.cpu_count()).
@@ -65,7 +65,7 @@ def worker(engine: str, folder: Path, gguf_path: Path | None, prompt_len: int, n
 
         model = load(folder, device="cpu", dtype="bfloat16", quantize="int8" if engine == "tutor-int8" else "none")
 
-        def run(n: int) -> None:
+        def run(n: int, prompt: list[int] = prompt) -> None:
             for _ in model.generate(prompt, max_new_tokens=n, stop_token_ids=[], stream=True):
                 stamps.append(time.perf_counter())
         threads = torch.get_num_threads()
@@ -76,14 +76,14 @@ def worker(engine: str, folder: Path, gguf_path: Path | None, prompt_len: int, n
         llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=prompt_len + new + 64, n_batch=prompt_len,
                               n_threads=threads, n_threads_batch=threads, verbose=False)
 
-        def run(n: int) -> None:
+        def run(n: int, prompt: list[int] = prompt) -> None:
             llm.reset()  # no reuse of the previous run's prompt
             for i, _ in enumerate(llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)):
                 stamps.append(time.perf_counter())
                 if i + 1 == n:
                     break
     load_s = time.perf_counter() - start
-    run(4)  # warm-up: allocator, pages of the weights, kernels
+    run(4, prompt[:16])  # warm-up (pages of the weights, kernels), with a short prompt: prefill is slow here
     stamps.clear()
     begin = time.perf_counter()
     run(new)

@@ -57,7 +57,7 @@ def test_what_the_kernels_do_not_take():
         assert not cpu_kernels.fits(torch.zeros(1, 24), torch.zeros(8, 24, dtype=torch.bfloat16))  # 24 % 16
         assert not cpu_kernels.fits(torch.zeros(1, 32, dtype=torch.float16), w)
         assert not cpu_kernels.fits(torch.zeros(1, 32, dtype=torch.bfloat16), w.t().contiguous().t()[:, :32])
-    assert not cpu_kernels.fits(torch.zeros(1, 32, dtype=torch.bfloat16), w)  # autograd on: never
+    assert not cpu_kernels.fits(torch.zeros(1, 32, dtype=torch.bfloat16, requires_grad=True), w)  # autograd
 
 
 @pytest.mark.parametrize("variant", ["2b", "7b"])

@@ -217,9 +217,10 @@ def kernels() -> ctypes.CDLL | None:
 
 def fits(x: Tensor, weight: Tensor) -> bool:
     """Whether a kernel takes x @ weight.T: one row of bfloat16 or float32 on the CPU, contiguous weights
-    whose rows are a multiple of 16 long (every CodeGemma matrix is a multiple of 256)."""
+    whose rows are a multiple of 16 long (every CodeGemma matrix is a multiple of 256), nothing that
+    autograd would have to follow."""
     return (x.device.type == "cpu" and x.numel() == x.shape[-1] == weight.shape[1] and x.dtype in _KINDS
-            and weight.shape[1] % 16 == 0 and weight.is_contiguous() and not torch.is_grad_enabled()
+            and weight.shape[1] % 16 == 0 and weight.is_contiguous() and not (x.requires_grad or weight.requires_grad)
             and kernels() is not None)
 
 
