@@ -135,9 +135,10 @@ def main() -> None:
                 print(done.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"{engine} failed")
             rows.append({"round": r, **json.loads(done.stdout.strip().splitlines()[-1])})
+            print(f"  {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
+            if args.json:  # as it goes: a long run stopped early keeps what it measured
+                args.json.write_text(json.dumps(rows, indent=2))
     print_table(rows, args, llama_cpp.__version__ if llama_cpp else None)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
 
 
 def print_table(rows: list[dict], args: argparse.Namespace, llama_version: str | None) -> None:

@@ -77,3 +77,20 @@ def test_bf16_models_decode_the_same_tokens_with_the_kernels(tiny_dirs, monkeypa
     assert len(calls) >= 15 * 8  # every decoded token's matmuls and head went through them
     monkeypatch.setattr(cpu_kernels, "kernels", lambda: None)
     assert fast.generate(ids, max_new_tokens=16, stop_token_ids=[]).token_ids == got
+
+
+def test_blocks_without_native_bf16_are_multiplied_in_float32(monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "NATIVE_BF16", False)
+    gen = torch.Generator().manual_seed(3)
+    w = (torch.randn(5000, 64, generator=gen) * 0.1).to(torch.bfloat16)  # more than one block of rows
+    x = torch.randn(1, 40, 64, generator=gen).to(torch.bfloat16)
+    converted = []
+    real = cpu_kernels.linear_in_float32
+    monkeypatch.setattr(cpu_kernels, "linear_in_float32", lambda *a: converted.append(1) or real(*a))
+    with torch.inference_mode():
+        got = cpu_kernels.dense_linear(x, w)
+        few = cpu_kernels.dense_linear(x[:, :4], w)  # a draft block: torch's bfloat16 product
+    assert converted == [1]
+    want = F.linear(x.float(), w.float()).to(torch.bfloat16)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, want)
+    assert float((few.float() - want[:, :4].float()).abs().max()) <= 2 ** -7 * float(want.abs().max())

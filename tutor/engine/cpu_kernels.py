@@ -255,6 +255,7 @@ def _native_bf16() -> bool:
 # conversion (a 512-token prefill of the 2B took minutes, now seconds).
 NATIVE_BF16 = _native_bf16()
 _BLOCK_ROWS = 4096  # weight rows converted at a time: 32 MiB of float32 at hidden 2048
+_FLOAT32_ROWS = 16  # up to this many rows torch's bfloat16 product is still quicker than converting
 
 
 def prefill_dtype(x: Tensor) -> torch.dtype:
@@ -273,11 +274,12 @@ def linear_in_float32(x: Tensor, weight: Tensor) -> Tensor:
 
 def dense_linear(x: Tensor, weight: Tensor) -> Tensor:
     """x @ weight.T by the fastest path this CPU has: :func:`linear_bf16` for one bfloat16 row,
-    :func:`linear_in_float32` for blocks in bfloat16 without native support, else F.linear."""
+    :func:`linear_in_float32` for blocks of more than 16 rows in bfloat16 without native support,
+    else F.linear."""
     if weight.dtype == torch.bfloat16 and fits(x, weight):
         return linear_bf16(x, weight)
-    if weight.dtype == torch.bfloat16 and prefill_dtype(x) == torch.float32:
-        return linear_in_float32(x, weight)
+    if weight.dtype == torch.bfloat16 and prefill_dtype(x) == torch.float32 and x.numel() > _FLOAT32_ROWS * x.shape[-1]:
+        return linear_in_float32(x, weight)  # converting the weights pays from a few dozen rows on
     return F.linear(x, weight)
 
 
