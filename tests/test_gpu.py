@@ -116,7 +116,9 @@ def test_a_standalone_server_compiles_and_a_worker_does_not(tiny_dirs, monkeypat
     for extra, expected in (((), "captured+compiled"), (("--parent-pid", str(os.getpid())), "captured")):
         proc, url = start_server("--model", str(tiny_dirs["2b"]), "--device", "cuda", *extra, timeout=300)
         try:
-            assert httpx.get(f"{url}/health").json()["models"][str(tiny_dirs["2b"])]["decode"] == expected
+            model = httpx.get(f"{url}/health").json()["models"][str(tiny_dirs["2b"])]
+            assert model["decode"].endswith(expected)
+            assert model["scheduler"] == ("fifo" if extra else "batched")
         finally:
             proc.terminate()
             proc.wait(timeout=60)

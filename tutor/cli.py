@@ -90,7 +90,25 @@ def cmd_serve(args: argparse.Namespace) -> None:
         grading = GradingService(args.problems)
     backend = LocalBackend(settings.completion_model, settings.chat_model, device=settings.device, dtype=args.dtype)
     serve(backend, host=args.host, port=args.port, token=settings.token, max_queue=args.max_queue,
-          parent_pid=args.parent_pid, grading=grading)
+          parent_pid=args.parent_pid, grading=grading, scheduler=args.scheduler, max_per_user=args.max_per_user,
+          slots=args.slots, slot_tokens=args.slot_tokens)
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -133,7 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: TUTOR_TOKEN)")
     p.add_argument("--device", help="cpu, cuda... (default: TUTOR_DEVICE, else CUDA if present)")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: the checkpoint's")
-    p.add_argument("--max-queue", type=int, default=16, help="requests per model before answering 503")
+    p.add_argument("--max-queue", type=_positive, default=64,
+                   help="requests waiting to start, per model, before answering 503 (default 64)")
+    p.add_argument("--scheduler", choices=["auto", "batched", "fifo"], default="auto",
+                   help="batched: continuous batching, every request advances each step (a class on a GPU); "
+                        "fifo: one request at a time (fastest for one user on a CPU); auto (default): "
+                        "batched on a GPU, fifo on a CPU and for a user's own model worker")
+    p.add_argument("--max-per-user", type=_non_negative, default=4,
+                   help="requests one student may have running at once before answering 429 (default 4; 0: "
+                        "no cap). Students are told apart by the Hub, else by address and the 'user' field")
+    p.add_argument("--slots", type=_positive, help="batched: sequences at once (default: what fits in half the "
+                                                   "free GPU memory, at most 64; 4 on a CPU)")
+    p.add_argument("--slot-tokens", type=_positive,
+                   help="batched: tokens (prompt + answer) one slot holds (default: the model's context); longer "
+                        "requests run on their own cache. Fewer tokens a slot, more slots fit")
     p.add_argument("--problems", help="grade students' code against the problems and lessons in this folder "
                                        "(hidden tests stay on the server)")
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 
 from ..engine import CheckpointError, CodeGemma, CompletionSession, PromptError, load
+from ..engine.codegemma import Request
 from ..engine.generation import GenerationResult, GenerationStream
 from ..prompts import ContextFile, chat_prompt, chat_stop_ids, fim_prompt, fim_stop_ids
 from .base import (
@@ -55,27 +57,48 @@ class LocalBackend(Backend):
                  stop_token_ids: Sequence[int] | None = None, session: str | None = None,
                  role: str = "completion") -> CompletionStream:
         """As Backend.complete; ``role="chat"`` continues a raw prompt with the chat model instead."""
-        model = self.model(role)
-        tok = model.tokenizer
-        ids = tok.encode_raw_prompt(prompt) if isinstance(prompt, str) else list(prompt)
-        if stop_token_ids is None:
-            stop_token_ids = fim_stop_ids(tok) if role == "completion" else chat_stop_ids(tok)
-        return self._run(model, role, ids, options, stop_token_ids, session)
+        return self._run(self.prepare_completion(prompt, options, stop_token_ids=stop_token_ids, role=role), session)
 
     def fill_in_middle(self, prefix: str, suffix: str, options: GenerationOptions = DEFAULT_OPTIONS, *,
                        files: Sequence[ContextFile] = (), path: str | None = None,
                        session: str | None = None) -> CompletionStream:
         model = self.model("completion")
         ids = fim_prompt(model.tokenizer, prefix, suffix, files=files, path=path)
-        return self._run(model, "completion", ids, options, fim_stop_ids(model.tokenizer), session)
+        return self._run(self._prepared(model, "completion", ids, options, fim_stop_ids(model.tokenizer)), session)
 
     def chat(self, messages: Sequence[Message], options: GenerationOptions = DEFAULT_OPTIONS) -> CompletionStream:
+        return self._run(self.prepare_chat(messages, options))
+
+    # A prepared request is checked and tokenized but not started: `tutor serve` hands it to its
+    # scheduler (the batch, or a queue) instead of running it here.
+
+    def prepare_completion(self, prompt: str | Sequence[int], options: GenerationOptions = DEFAULT_OPTIONS, *,
+                           stop_token_ids: Sequence[int] | None = None, role: str = "completion") -> Prepared:
+        model = self.model(role)
+        tok = model.tokenizer
+        ids = tok.encode_raw_prompt(prompt) if isinstance(prompt, str) else list(prompt)
+        if stop_token_ids is None:
+            stop_token_ids = fim_stop_ids(tok) if role == "completion" else chat_stop_ids(tok)
+        return self._prepared(model, role, ids, options, stop_token_ids)
+
+    def prepare_chat(self, messages: Sequence[Message], options: GenerationOptions = DEFAULT_OPTIONS) -> Prepared:
         model = self.model("chat")
         try:
             ids = chat_prompt(model.tokenizer, messages)
         except PromptError as exc:
             raise BackendError(str(exc), 400, "invalid_request_error") from exc
-        return self._run(model, "chat", ids, options, chat_stop_ids(model.tokenizer))
+        return self._prepared(model, "chat", ids, options, chat_stop_ids(model.tokenizer))
+
+    def _prepared(self, model: CodeGemma, role: str, ids: list[int], options: GenerationOptions,
+                  stop_token_ids: Sequence[int]) -> Prepared:
+        try:
+            request = model._request(ids, max_new_tokens=options.max_tokens, temperature=options.temperature,
+                                     top_p=options.top_p, seed=options.seed, stop_token_ids=stop_token_ids,
+                                     stop_strings=options.stop,
+                                     draft_tokens=options.draft_tokens if not options.temperature else 0)
+        except (PromptError, ValueError) as exc:
+            raise BackendError(str(exc), 400, "invalid_request_error") from exc
+        return Prepared(model, role, str(self.sources[role]), request)
 
     def _session(self, model: CodeGemma, role: str, name: str) -> CompletionSession:
         """The named session (one per editor), kept for the most recent MAX_SESSIONS names."""
@@ -87,18 +110,30 @@ class LocalBackend(Backend):
                 self._sessions.popitem(last=False)
             return session
 
-    def _run(self, model: CodeGemma, role: str, ids: list[int], options: GenerationOptions,
-             stop_token_ids: Sequence[int], session: str | None = None) -> CompletionStream:
-        cancel = threading.Event()
-        generate = self._session(model, role, session).generate if session else model.generate
-        try:
-            stream = generate(ids, max_new_tokens=options.max_tokens, temperature=options.temperature,
-                                    top_p=options.top_p, seed=options.seed, stop_token_ids=stop_token_ids,
-                                    stop_strings=options.stop, stream=True, cancel=cancel,
-                                    draft_tokens=options.draft_tokens if not options.temperature else 0)
-        except PromptError as exc:
-            raise BackendError(str(exc), 400, "invalid_request_error") from exc
-        return GenerationStream(_as_completion(stream, str(self.sources[role])), cancel)
+    def _run(self, prepared: Prepared, session: str | None = None) -> CompletionStream:
+        model, request = prepared.model, prepared.request
+        if session:
+            pieces = self._session(model, prepared.role, session)._pieces(request)
+        else:
+            pieces = model._pieces(request)
+        stream = GenerationStream(pieces, request.cancel)
+        return GenerationStream(_as_completion(stream, prepared.source), request.cancel)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request checked and tokenized for ``model``, not yet started."""
+
+    model: CodeGemma
+    role: str
+    source: str  # the model's name in answers
+    request: Request
+
+
+def completion_of(r: GenerationResult, model: str) -> Completion:
+    return Completion(r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, model,
+                      cached_tokens=r.cached_tokens, accepted_draft_tokens=r.accepted_tokens,
+                      rejected_draft_tokens=r.drafted_tokens - r.accepted_tokens)
 
 
 def _as_completion(stream: GenerationStream[GenerationResult], model: str) -> Generator[str, None, Completion]:
@@ -107,8 +142,5 @@ def _as_completion(stream: GenerationStream[GenerationResult], model: str) -> Ge
     except BaseException:  # closed early or failed: stop the engine's generator now
         stream.close()
         raise
-    r = stream.result
-    assert r is not None
-    return Completion(r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, model,
-                      cached_tokens=r.cached_tokens, accepted_draft_tokens=r.accepted_tokens,
-                      rejected_draft_tokens=r.drafted_tokens - r.accepted_tokens)
+    assert stream.result is not None
+    return completion_of(stream.result, model)

@@ -17,6 +17,7 @@ adapts to what the server turns out to be, without the user saying so:
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import threading
@@ -211,7 +212,10 @@ class RemoteBackend(Backend):
                 "temperature": options.temperature, "stream": True, "stream_options": {"include_usage": True},
                 # Neutral, so that temperature 0 is greedy everywhere: llama.cpp's servers apply a
                 # repeat penalty of 1.1 unless told otherwise (vLLM and tutor serve ignore the field).
-                "repeat_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}
+                "repeat_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0,
+                # OpenAI's end-user field: a shared server's fairness and per-student cap (the Hub's
+                # user name where there is one; a class token alone cannot tell students apart).
+                "user": _end_user()}
         if options.top_p is not None:
             body["top_p"] = options.top_p
         if options.stop:
@@ -295,3 +299,10 @@ def _error_from(response: httpx.Response) -> BackendError:
         message, kind = response.text[:300] or response.reason_phrase, "server_error"
     return BackendError(f"the model server refused the request ({response.status_code}): {message}",
                         response.status_code, kind)
+
+
+def _end_user() -> str:
+    try:
+        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers)
+        return ""

@@ -18,34 +18,42 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          max_queue: int = 16, parent_pid: int | None = None, grading=None) -> None:
+          max_queue: int = 64, parent_pid: int | None = None, grading=None, scheduler: str = "auto",
+          max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None) -> None:
     """Load the models, listen, print the URL on one line, and serve until stopped.
 
     With ``parent_pid`` the server exits when that process is gone, so a worker never outlives
     the notebook server or kernel that started it. Without it (a standalone server, which runs for
     hours) the GPU decode step is compiled unless TUTOR_COMPILE says otherwise: the warm-up below
     pays the compile time before the first request. A worker starts on a user's first request,
-    so it does not compile unless asked.
+    so it does not compile unless asked, and it runs one request at a time (``scheduler`` "auto"
+    means the batch only for a standalone server on a GPU).
     """
     if parent_pid is None:
         os.environ.setdefault("TUTOR_COMPILE", "1")
+    elif scheduler == "auto":
+        scheduler = "fifo"  # one user's model worker: no batch slots taking half the GPU's memory
     for role, source in backend.sources.items():
         if source:
-            model = backend.model(role)  # load now: a broken folder fails here, with its message, not later
-            started = time.monotonic()
-            model.warm_up()
-            if model.decode_path != "plain":
-                print(f"tutor serve: {role} model's decode step ready ({model.decode_path}, "
-                      f"{time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
+            backend.model(role)  # load now: a broken folder fails here, with its message, not later
     if host not in LOOPBACK and not token:
         print(f"tutor serve: warning: listening on {host} without --token; anyone who can reach this "
               "machine can use the model.", file=sys.stderr)
-    asyncio.run(_serve(backend, host, port, token, max_queue, parent_pid, grading))
+    app = make_app(backend, token=token, max_queue=max_queue, grading=grading, scheduler=scheduler,
+                   max_per_user=max_per_user, slots=slots, slot_tokens=slot_tokens)
+    state = app.settings["tutor_state"]
+    for served in state.models.values():
+        started = time.monotonic()
+        served.scheduler.warm_up()
+        print(f"tutor serve: {served.name} ({', '.join(served.roles)}): {served.scheduler.decode_path}, "
+              f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    try:
+        asyncio.run(_serve(app, host, port, parent_pid))
+    finally:
+        state.close()
 
 
-async def _serve(backend: LocalBackend, host: str, port: int, token: str | None, max_queue: int,
-                 parent_pid: int | None, grading=None) -> None:
-    app = make_app(backend, token=token, max_queue=max_queue, grading=grading)
+async def _serve(app, host: str, port: int, parent_pid: int | None) -> None:
     sockets = tornado.netutil.bind_sockets(port, host)
     server = tornado.httpserver.HTTPServer(app)
     server.add_sockets(sockets)

@@ -1,10 +1,11 @@
 """`tutor serve`: the subset of the OpenAI API that vLLM, llama.cpp and friends speak, over the local engine.
 
-Endpoints: GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions, with
-streaming by server-sent events. Scheduling: each served model has one FIFO queue and runs one
-generation at a time (batch 1 is what the engine is fast at); a request that would make a queue
-longer than ``max_queue`` gets 503 at once. A client that disconnects, or stops reading a
-stream, has its generation cancelled, queued or running.
+Endpoints: GET /health, GET /metrics (Prometheus), GET /v1/models, POST /v1/completions,
+POST /v1/chat/completions, with streaming by server-sent events. Each served model has a scheduler
+(tutor.serving.scheduling): the batch on a GPU, a queue on a CPU. A request gets 503 at once when
+``max_queue`` requests already wait for its model, and 429 when its user already has
+``max_per_user`` running. A client that disconnects, or stops reading a stream, has its generation
+cancelled, queued or running.
 """
 
 from __future__ import annotations
@@ -15,58 +16,68 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import tornado.web
 from tornado.iostream import StreamClosedError
 
-from ..backends.base import MAX_DRAFT_TOKENS, BackendError, Completion, CompletionStream, GenerationOptions
-from ..backends.local import LocalBackend
-
-_DONE = object()
+from ..backends.base import MAX_DRAFT_TOKENS, BackendError, Completion, GenerationOptions
+from ..backends.local import LocalBackend, Prepared
+from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
+from .scheduling import Generation, Scheduler, make_scheduler
 
 
 @dataclass
-class ModelQueue:
-    """One model's FIFO of generations: a single thread runs them in arrival order."""
+class ServedModel:
+    """One model folder the server serves, for one role or both (one copy of the weights)."""
 
     name: str
-    role: str
-    max_queue: int
-    executor: ThreadPoolExecutor = field(init=False)
-    pending: int = 0  # queued + running
-    cancelled: int = 0
+    roles: list[str]
+    scheduler: Scheduler
 
-    def __post_init__(self) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{self.role}")
+    def short_names(self) -> tuple[str, str]:
+        return self.name, self.name.rstrip("/").rsplit("/", 1)[-1]
 
 
 class ServerState:
-    def __init__(self, backend: LocalBackend, token: str | None, max_queue: int):
+    def __init__(self, backend: LocalBackend, token: str | None, max_queue: int, *, scheduler: str = "auto",
+                 max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None):
         self.backend = backend
         self.token = token
+        self.max_queue = max_queue  # requests waiting to start, per model
+        self.max_per_user = max_per_user  # requests at once, per user (0: no cap)
         self.started = int(time.time())
-        self.queues: dict[str, ModelQueue] = {}
-        self.lock = threading.Lock()
+        self.models: dict[str, ServedModel] = {}
+        self.by_user: dict[str, int] = {}
         for role in ("completion", "chat"):
             source = backend.sources[role]
-            if source and source not in self.queues:
-                self.queues[source] = ModelQueue(source, role, max_queue)
+            if not source:
+                continue
+            if source in self.models:
+                self.models[source].roles.append(role)
+            else:
+                self.models[source] = ServedModel(source, [role], make_scheduler(
+                    scheduler, backend, source, role, slots=slots, slot_tokens=slot_tokens))
+        self.metrics = ServerMetrics(lambda: [m.scheduler for m in self.models.values()])
 
-    def queue_for(self, requested: str | None, default_role: str) -> ModelQueue:
+    def model_for(self, requested: str | None, role: str) -> ServedModel:
         if requested:
-            for q in self.queues.values():
-                if requested in (q.name, q.name.rstrip("/").rsplit("/", 1)[-1]):
-                    return q
-            raise BackendError(f"The model '{requested}' does not exist. Served models: {', '.join(self.queues)}",
+            for served in self.models.values():
+                if requested in served.short_names():
+                    return served
+            raise BackendError(f"The model '{requested}' does not exist. Served models: {', '.join(self.models)}",
                                404, "model_not_found")
-        for q in self.queues.values():
-            if q.role == default_role:
-                return q
-        return next(iter(self.queues.values()))
+        for served in self.models.values():
+            if role in served.roles:
+                return served
+        raise BackendError(f"This server has no {role} model; it serves {', '.join(self.models) or 'nothing'}. "
+                           f"Ask its administrator to start it with "
+                           f"{'--chat-model' if role == 'chat' else '--model'}.", 404, "model_not_found")
+
+    def close(self) -> None:
+        for served in self.models.values():
+            served.scheduler.close()
 
 
 def error_body(message: str, kind: str, status: int, param: str | None = None) -> dict[str, Any]:
@@ -78,7 +89,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def initialize(self, state: ServerState) -> None:
         self.state = state
-        self._stream: CompletionStream | None = None
+        self._generation: Generation | None = None
         self._client_gone = threading.Event()
 
     def prepare(self) -> None:
@@ -100,34 +111,42 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def on_connection_close(self) -> None:
         self._client_gone.set()
-        if self._stream is not None:
-            self._stream.cancel()
+        if self._generation is not None:
+            self._generation.cancel()
 
 
 class HealthHandler(BaseHandler):
     def get(self) -> None:
         models = {}
-        for q in self.state.queues.values():
-            model = self.state.backend.model(q.role)  # loaded at start-up
-            models[q.name] = {"role": q.role, "pending": q.pending, "cancelled": q.cancelled,
-                              "device": str(model.device), "decode": model.decode_path}
+        for served in self.state.models.values():
+            scheduler = served.scheduler
+            models[served.name] = {"roles": served.roles, "scheduler": scheduler.kind, **scheduler.counts(),
+                                   "cancelled": scheduler.cancelled, "device": str(scheduler.model.device),
+                                   "decode": scheduler.decode_path}
         self.write({"status": "ok", "models": models})
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.write(self.state.metrics.render())
 
 
 class ModelsHandler(BaseHandler):
     def get(self) -> None:
         self.write({"object": "list", "data": [
-            {"id": q.name, "object": "model", "created": self.state.started, "owned_by": "tutor"}
-            for q in self.state.queues.values()]})
+            {"id": served.name, "object": "model", "created": self.state.started, "owned_by": "tutor"}
+            for served in self.state.models.values()]})
 
 
 class GenerationHandler(BaseHandler):
-    """Shared by both POST endpoints: parse, queue, run, stream or answer at once."""
+    """Shared by both POST endpoints: parse, schedule, stream or answer at once."""
 
     default_role = "completion"
-    default_max_tokens = 16
+    endpoint = "completions"
 
-    def parse(self, body: dict[str, Any]) -> tuple[ModelQueue, Callable[[ModelQueue], CompletionStream]]:
+    def parse(self, body: dict[str, Any]) -> tuple[ServedModel, Prepared, str | None]:
+        """The model, the prepared request and its editor session, or a BackendError (a 4xx)."""
         raise NotImplementedError
 
     def chunk(self, rid: str, model: str, text: str | None, finish: str | None, first: bool) -> dict[str, Any]:
@@ -136,86 +155,106 @@ class GenerationHandler(BaseHandler):
     def final(self, rid: str, model: str, result: Completion) -> dict[str, Any]:
         raise NotImplementedError
 
+    def requester(self, body: dict[str, Any]) -> str:
+        """Who asks, for fairness and the per-user cap: the Hub's user where the Hub vouched for it;
+        else the client's address with the OpenAI ``user`` field it declares (one class token and
+        one notebook host for everyone: only the Hub makes the limit hold against a student)."""
+        user = getattr(self, "user", None)
+        if user and user not in ("token", "anonymous"):
+            return f"hub:{user}"
+        declared = body.get("user")
+        declared = declared[:200] if isinstance(declared, str) else ""
+        return f"{self.request.remote_ip}/{declared}"
+
     async def post(self) -> None:
+        arrived = time.monotonic()
         try:
             body = json.loads(self.request.body or b"")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             return self.fail(400, f"The request body is not valid JSON: {exc}", "invalid_request_error")
         if not isinstance(body, dict):
             return self.fail(400, "The request body must be a JSON object.", "invalid_request_error")
+        state = self.state
+        user = self.requester(body)
         try:
-            queue, start = self.parse(body)
-            with self.state.lock:
-                if queue.pending >= queue.max_queue:
-                    raise BackendError(f"The server is busy ({queue.pending} requests waiting for {queue.name}); "
-                                       "try again shortly.", 503, "overloaded")
-                queue.pending += 1
+            served, prepared, session = self.parse(body)
+            scheduler = served.scheduler
+            waiting = scheduler.counts()["waiting"]
+            if waiting >= state.max_queue:
+                raise BackendError(f"The server is busy ({waiting} requests waiting for {served.name}); "
+                                   "try again shortly.", 503, "overloaded")
+            mine = state.by_user.get(user, 0)
+            if state.max_per_user and mine >= state.max_per_user:
+                raise BackendError(f"You already have {mine} requests running on this server, its limit per "
+                                   "student; wait for one to finish (or stop it) and try again.", 429,
+                                   "rate_limit_exceeded")
+            generation = scheduler.start(prepared, asyncio.get_running_loop(), session=session, user=user)
         except BackendError as exc:
+            if exc.status in (429, 503):
+                state.metrics.requests.labels(self._model_label(body), self.endpoint, "rejected").inc()
             return self.fail(exc.status, str(exc), exc.kind, exc.param)
+        state.by_user[user] = state.by_user.get(user, 0) + 1  # the event loop's thread only: no lock
+        self._generation = generation
+        if self._client_gone.is_set():
+            generation.cancel()
+        outcome = "error"
         try:
-            await self.run(queue, start, body)
+            outcome = await self.run(served, generation, body, arrived)
         finally:
-            with self.state.lock:
-                queue.pending -= 1
+            generation.cancel()  # a no-op once it has ended; else the client left or we failed
+            left = state.by_user.pop(user) - 1
+            if left:
+                state.by_user[user] = left
+            state.metrics.requests.labels(served.name, self.endpoint, outcome).inc()
+            state.metrics.duration.labels(served.name).observe(time.monotonic() - arrived)
 
-    async def run(self, queue: ModelQueue, start: Callable[[ModelQueue], CompletionStream], body: dict) -> None:
-        loop = asyncio.get_running_loop()
-        items: asyncio.Queue = asyncio.Queue()
-        ready = loop.create_future()
+    def _model_label(self, body: dict[str, Any]) -> str:
+        """A rejected request's model, without trusting the body's name (labels must stay few)."""
+        named = body.get("model")
+        for served in self.state.models.values():
+            if named in served.short_names() or (not named and self.default_role in served.roles):
+                return served.name
+        return "unknown"
 
-        def produce() -> None:  # on the model's thread
-            try:
-                stream = start(queue)
-            except BackendError as exc:
-                loop.call_soon_threadsafe(ready.set_exception, exc)
-                return
-            loop.call_soon_threadsafe(ready.set_result, stream)
-            if self._client_gone.is_set():  # left while waiting in the queue
-                stream.cancel()
-            try:
-                for piece in stream:
-                    loop.call_soon_threadsafe(items.put_nowait, piece)
-                loop.call_soon_threadsafe(items.put_nowait, _DONE)
-            except Exception as exc:  # surfaced to the client as a 500 / error event
-                loop.call_soon_threadsafe(items.put_nowait, exc)
-            finally:
-                if stream.result is not None and stream.result.finish_reason == "cancelled":
-                    queue.cancelled += 1
-
-        loop.run_in_executor(queue.executor, produce)
-        try:
-            self._stream = await ready
-        except BackendError as exc:
-            return self.fail(exc.status, str(exc), exc.kind)
+    async def run(self, served: ServedModel, generation: Generation, body: dict, arrived: float) -> str:
+        """Stream or answer; returns the outcome for /metrics."""
         rid = f"{'chatcmpl' if self.default_role == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         streaming = bool(body.get("stream"))
+        name = served.name
         if streaming:
             self.set_header("Content-Type", "text/event-stream")
             self.set_header("Cache-Control", "no-cache")
         first = True
         while True:
-            item = await items.get()
-            if item is _DONE:
-                break
+            item = await generation.get()
+            if first:
+                self.state.metrics.first_token.labels(name).observe(time.monotonic() - arrived)
             if isinstance(item, Exception):
-                if streaming:
-                    return await self._send(error_body(f"generation failed: {item}", "server_error", 500), end=True)
-                return self.fail(500, f"generation failed: {item}", "server_error")
-            if streaming and not await self._send(self.chunk(rid, queue.name, item, None, first)):
-                return
+                if isinstance(item, BackendError) and item.status < 500:
+                    self.fail(item.status, str(item), item.kind, item.param)
+                    return "error"
+                if streaming and not first:
+                    await self._send(error_body(f"generation failed: {item}", "server_error", 500), end=True)
+                else:
+                    self.fail(500, f"generation failed: {item}", "server_error")
+                return "error"
+            if isinstance(item, Completion):
+                break
+            if streaming and not await self._send(self.chunk(rid, name, item, None, first)):
+                return "cancelled"
             first = False
-        result = self._stream.result
-        assert result is not None
+        result = item
         if not streaming:
-            self.write(self.final(rid, queue.name, result))
-            return
-        await self._send(self.chunk(rid, queue.name, None, result.finish_reason, first))
+            self.write(self.final(rid, name, result))
+            return result.finish_reason
+        await self._send(self.chunk(rid, name, None, result.finish_reason, first))
         if (body.get("stream_options") or {}).get("include_usage"):
-            last = self.chunk(rid, queue.name, None, None, False)
+            last = self.chunk(rid, name, None, None, False)
             last["choices"] = []
             last["usage"] = usage(result)
             await self._send(last)
         await self._send(None, end=True)
+        return result.finish_reason
 
     async def _send(self, event: dict[str, Any] | None, end: bool = False) -> bool:
         """Write one server-sent event; False (and the generation cancelled) if the client left."""
@@ -229,8 +268,8 @@ class GenerationHandler(BaseHandler):
                 self.finish()
             return True
         except StreamClosedError:
-            if self._stream is not None:
-                self._stream.cancel()
+            if self._generation is not None:
+                self._generation.cancel()
             return False
 
 
@@ -282,7 +321,7 @@ def options_from(body: dict[str, Any], default_max_tokens: int | None) -> Genera
 
 class CompletionsHandler(GenerationHandler):
     def parse(self, body):
-        queue = self.state.queue_for(body.get("model"), "completion")
+        served = self.state.model_for(body.get("model"), "completion")
         options = options_from(body, default_max_tokens=16)
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
@@ -297,9 +336,9 @@ class CompletionsHandler(GenerationHandler):
         session = body.get("session")
         if session is not None and (not isinstance(session, str) or not 0 < len(session) <= 200):
             raise invalid("session", "must be a short string naming the editor whose requests share a prefix")
-        backend = self.state.backend
-        return queue, lambda q: backend.complete(prompt, options, stop_token_ids=stop_ids, session=session,
-                                                 role=q.role)
+        role = "completion" if "completion" in served.roles else served.roles[0]
+        return served, self.state.backend.prepare_completion(prompt, options, stop_token_ids=stop_ids,
+                                                             role=role), session
 
     def chunk(self, rid, model, text, finish, first):
         return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
@@ -314,18 +353,25 @@ class CompletionsHandler(GenerationHandler):
 
 class ChatHandler(GenerationHandler):
     default_role = "chat"
+    endpoint = "chat"
 
     def parse(self, body):
-        queue = self.state.queue_for(body.get("model"), "chat")
+        served = self.state.model_for(body.get("model"), "chat")
         options = options_from(body, default_max_tokens=None)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             raise invalid("messages", "must be a non-empty list of {role, content} objects")
         plain = [{"role": m.get("role"), "content": _text_content(m.get("content"))} for m in messages]
-        if queue.role != "chat":
-            raise BackendError(f"'{queue.name}' is a completion model; chat needs the instruction-tuned model "
-                               "(start the server with --chat-model).", 400, "invalid_request_error")
-        return queue, lambda q: self.state.backend.chat(plain, options)
+        if "chat" not in served.roles:
+            raise BackendError(f"'{served.name}' is served for completion only; chat needs the instruction-tuned "
+                               f"model this server serves for chat{self._chat_model_hint()}.", 400,
+                               "invalid_request_error", "model")
+        return served, self.state.backend.prepare_chat(plain, options), None
+
+    def _chat_model_hint(self) -> str:
+        chat = [s.name for s in self.state.models.values() if "chat" in s.roles]
+        return f": send \"model\": \"{chat[0]}\" (or no model)" if chat else \
+            " (this server has none: its administrator starts it with --chat-model)"
 
     def chunk(self, rid, model, text, finish, first):
         delta: dict[str, str] = {"role": "assistant"} if first else {}
@@ -348,15 +394,19 @@ def _text_content(content: Any) -> Any:
     return content
 
 
-def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int = 16,
-             grading: Any = None) -> tornado.web.Application:
+def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int = 16, grading: Any = None,
+             scheduler: str = "auto", max_per_user: int = 0, slots: int | None = None,
+             slot_tokens: int | None = None) -> tornado.web.Application:
+    """The server's application; ``app.settings["tutor_state"].close()`` stops its schedulers."""
     from .grading import routes as grading_routes  # grading.py builds on BaseHandler above
 
-    state = ServerState(backend, token, max_queue)
+    state = ServerState(backend, token, max_queue, scheduler=scheduler, max_per_user=max_per_user, slots=slots,
+                        slot_tokens=slot_tokens)
     return tornado.web.Application([
         (r"/health", HealthHandler, {"state": state}),
+        (r"/metrics", MetricsHandler, {"state": state}),
         (r"/v1/models", ModelsHandler, {"state": state}),
         (r"/v1/completions", CompletionsHandler, {"state": state}),
         (r"/v1/chat/completions", ChatHandler, {"state": state}),
         *grading_routes(state, grading),
-    ])
+    ], tutor_state=state)

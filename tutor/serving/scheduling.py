@@ -1,0 +1,191 @@
+"""How `tutor serve` runs generations: all at once in a batch, or one at a time in a queue.
+
+Both take a request the backend has already checked and tokenized (``Prepared``) and hand its
+output to the event loop as a :class:`Generation`: text pieces, then a ``Completion`` (or an
+exception). The batch is what a class needs on a GPU: one decode step serves every student at
+about the cost of one. The queue is batch 1, what a CPU (or one student's model worker) is
+fastest at: the CPU's one-token kernels read each weight once per token, for one sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..backends.base import BackendError, Completion
+from ..backends.local import LocalBackend, Prepared, completion_of
+from ..engine.batching import BatchScheduler
+from ..engine.generation import GenerationResult
+
+Item = str | Completion | Exception
+
+
+class Generation:
+    """One request's output on the event loop. ``put`` may be called from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, prepared: Prepared):
+        self._loop = loop
+        self._items: asyncio.Queue[Item] = asyncio.Queue()
+        self.prepared = prepared
+        self.started = False  # a piece or the end has come: the request is past the queue
+
+    def put(self, item: Item) -> None:
+        self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+
+    async def get(self) -> Item:
+        item = await self._items.get()
+        self.started = True
+        return item
+
+    def cancel(self) -> None:
+        """Stop it, queued or running; it still ends with a Completion ("cancelled")."""
+        self.prepared.request.cancel.set()
+
+
+class Scheduler(ABC):
+    """Runs one served model's generations; counts are read by /health and /metrics."""
+
+    kind: str
+
+    def __init__(self, backend: LocalBackend, model_name: str, role: str):
+        self.backend, self.name, self.role = backend, model_name, role
+        self.model = backend.model(role)
+        self.cancelled = 0
+
+    @abstractmethod
+    def start(self, prepared: Prepared, loop: asyncio.AbstractEventLoop, *, session: str | None,
+              user: str) -> Generation:
+        """Queue ``prepared``; its output arrives on the returned Generation."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """{"waiting": ..., "running": ..., "tokens": generated so far}"""
+
+    @property
+    @abstractmethod
+    def decode_path(self) -> str:
+        """How a decode step runs (for /health)."""
+
+    def warm_up(self) -> None:  # noqa: B027 - optional
+        """Pay compile and capture times now, before the first request."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        pass
+
+    def _ended(self, result: Completion) -> None:
+        if result.finish_reason == "cancelled":
+            self.cancelled += 1
+
+
+class QueueScheduler(Scheduler):
+    """Batch 1: a single thread runs the generations in arrival order."""
+
+    kind = "fifo"
+
+    def __init__(self, backend: LocalBackend, model_name: str, role: str):
+        super().__init__(backend, model_name, role)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{role}")
+        self._lock = threading.Lock()
+        self._waiting = self._running = self._tokens = 0
+
+    def start(self, prepared, loop, *, session, user):
+        generation = Generation(loop, prepared)
+        with self._lock:
+            self._waiting += 1
+        self._executor.submit(self._run, generation, session)
+        return generation
+
+    def _run(self, generation: Generation, session: str | None) -> None:
+        with self._lock:
+            self._waiting -= 1
+            self._running += 1
+        try:
+            stream = self.backend._run(generation.prepared, session)
+            for piece in stream:
+                generation.put(piece)
+            result = stream.result
+            assert result is not None
+            with self._lock:
+                self._tokens += result.completion_tokens
+            self._ended(result)
+            generation.put(result)
+        except Exception as exc:  # surfaced to the client as a 500 / an error event
+            generation.put(exc)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def counts(self):
+        return {"waiting": self._waiting, "running": self._running, "tokens": self._tokens}
+
+    @property
+    def decode_path(self) -> str:
+        return self.model.decode_path
+
+    def warm_up(self) -> None:
+        self.model.warm_up()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class BatchedScheduler(Scheduler):
+    """Continuous batching (tutor.engine.batching): every running request advances each step."""
+
+    kind = "batched"
+
+    def __init__(self, backend: LocalBackend, model_name: str, role: str, *, slots: int | None = None,
+                 slot_tokens: int | None = None):
+        super().__init__(backend, model_name, role)
+        self.batch = BatchScheduler(self.model, slots=slots, max_len=slot_tokens)
+        self._submitted = self._ended_count = 0  # the scheduler's own counts lag its inbox by a pass
+
+    def start(self, prepared, loop, *, session, user):
+        generation = Generation(loop, prepared)
+        source = prepared.source
+
+        def deliver(item: Any) -> None:  # on the scheduler's thread: must not block
+            if isinstance(item, GenerationResult):
+                item = completion_of(item, source)
+                self._ended(item)
+            if not isinstance(item, str):
+                self._ended_count += 1
+            generation.put(item)
+
+        try:
+            self.batch.submit(prepared.request, session=session, user=user, deliver=deliver)
+        except RuntimeError as exc:  # closed: the server is stopping
+            raise BackendError(f"the server is shutting down: {exc}", 503, "overloaded") from exc
+        self._submitted += 1
+        return generation
+
+    def counts(self):
+        stats = self.batch.stats
+        running = stats.running + stats.solo
+        return {"waiting": max(0, self._submitted - self._ended_count - running), "running": running,
+                "tokens": stats.tokens}
+
+    @property
+    def decode_path(self) -> str:
+        return f"batched {self.batch.slots} slots, {self.batch.step.path}"
+
+    def warm_up(self) -> None:
+        self.batch.warm_up()
+
+    def close(self) -> None:
+        self.batch.close()
+
+
+def make_scheduler(kind: str, backend: LocalBackend, model_name: str, role: str, *, slots: int | None = None,
+                   slot_tokens: int | None = None) -> Scheduler:
+    """``kind`` "batched", "fifo", or "auto": batched on a GPU, the queue on a CPU (see the module's doc)."""
+    if kind == "auto":
+        kind = "batched" if backend.model(role).device.type == "cuda" else "fifo"
+    if kind == "batched":
+        return BatchedScheduler(backend, model_name, role, slots=slots, slot_tokens=slot_tokens)
+    if kind == "fifo":
+        return QueueScheduler(backend, model_name, role)
+    raise ValueError(f"unknown scheduler {kind!r}: choose batched, fifo or auto")
