@@ -291,8 +291,9 @@ class BatchScheduler:
 
     def warm_up(self) -> None:
         """Capture (and compile) the batched step for every batch size now (a GPU only)."""
-        for size in self.step.buckets:
-            self.step.capture(size)
+        with torch.inference_mode():  # the step's buffers were made in it (as the loop runs in it)
+            for size in self.step.buckets:
+                self.step.capture(size)
 
     # ------------------------------------------------------------------ public
 
