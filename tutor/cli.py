@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,8 +79,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .serving import serve
     from .settings import resolve_settings
 
+    from .serving.access import TOKEN_ENV
+
     settings = resolve_settings({"completion_model": args.model, "chat_model": args.chat_model,
-                                 "token": args.token, "device": args.device})
+                                 "token": args.token or os.environ.get(TOKEN_ENV) or None, "device": args.device})
     if not (settings.completion_model or settings.chat_model or args.problems):
         raise TutorError("nothing to serve: pass --model (completion) and/or --chat-model (chat), "
                          "or set TUTOR_COMPLETION_MODEL / TUTOR_CHAT_MODEL, or --problems DIR to grade.")
@@ -91,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     backend = LocalBackend(settings.completion_model, settings.chat_model, device=settings.device, dtype=args.dtype)
     serve(backend, host=args.host, port=args.port, token=settings.token, max_queue=args.max_queue,
           parent_pid=args.parent_pid, grading=grading, scheduler=args.scheduler, max_per_user=args.max_per_user,
-          slots=args.slots, slot_tokens=args.slot_tokens)
+          slots=args.slots, slot_tokens=args.slot_tokens, allow_hosts=args.allow_host or ())
 
 
 def _positive(text: str) -> int:
@@ -148,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chat-model", help="instruction-tuned model for chat (default: TUTOR_CHAT_MODEL)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed on start)")
-    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: TUTOR_TOKEN)")
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: TUTOR_SERVE_TOKEN, else "
+                                   "TUTOR_TOKEN); needed to listen beyond loopback")
+    p.add_argument("--allow-host", action="append", metavar="NAME",
+                   help="a further name students reach the server by (Host/Origin header; repeatable; '*': any). "
+                        "Loopback names, the --host address and this machine's name are always allowed")
     p.add_argument("--device", help="cpu, cuda... (default: TUTOR_DEVICE, else CUDA if present)")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: the checkpoint's")
     p.add_argument("--max-queue", type=_positive, default=64,

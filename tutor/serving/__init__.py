@@ -7,19 +7,21 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 
 import tornado.httpserver
 import tornado.netutil
 
 from ..backends.local import LocalBackend
+from .access import HostCheck, check_listen
 from .app import make_app
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from .schema import MAX_BODY_BYTES
 
 
 def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_queue: int = 64, parent_pid: int | None = None, grading=None, scheduler: str = "auto",
-          max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None) -> None:
+          max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None,
+          allow_hosts: Sequence[str] = ()) -> None:
     """Load the models, listen, print the URL on one line, and serve until stopped.
 
     With ``parent_pid`` the server exits when that process is gone, so a worker never outlives
@@ -29,6 +31,7 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     so it does not compile unless asked, and it runs one request at a time (``scheduler`` "auto"
     means the batch only for a standalone server on a GPU).
     """
+    check_listen(host, token)  # before minutes of loading, not after
     if parent_pid is None:
         os.environ.setdefault("TUTOR_COMPILE", "1")
     elif scheduler == "auto":
@@ -36,11 +39,9 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     for role, source in backend.sources.items():
         if source:
             backend.model(role)  # load now: a broken folder fails here, with its message, not later
-    if host not in LOOPBACK and not token:
-        print(f"tutor serve: warning: listening on {host} without --token; anyone who can reach this "
-              "machine can use the model.", file=sys.stderr)
     app = make_app(backend, token=token, max_queue=max_queue, grading=grading, scheduler=scheduler,
-                   max_per_user=max_per_user, slots=slots, slot_tokens=slot_tokens)
+                   max_per_user=max_per_user, slots=slots, slot_tokens=slot_tokens,
+                   hosts=HostCheck(host, allow_hosts))
     state = app.settings["tutor_state"]
     for served in state.models.values():
         started = time.monotonic()
@@ -55,7 +56,9 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
 
 async def _serve(app, host: str, port: int, parent_pid: int | None) -> None:
     sockets = tornado.netutil.bind_sockets(port, host)
-    server = tornado.httpserver.HTTPServer(app)
+    # Bodies past the largest limit of any endpoint are refused by tornado from Content-Length (or as a
+    # chunked body grows), before a byte is buffered; the handlers answer each endpoint's own 413.
+    server = tornado.httpserver.HTTPServer(app, max_body_size=2 * MAX_BODY_BYTES, max_buffer_size=2 * MAX_BODY_BYTES)
     server.add_sockets(sockets)
     bound = sockets[0].getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]

@@ -25,7 +25,9 @@ from tornado.iostream import StreamClosedError
 from ..backends.base import MAX_DRAFT_TOKENS, BackendError, Completion, GenerationOptions
 from ..backends.local import LocalBackend, Prepared
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
+from .access import HostCheck
 from .scheduling import Generation, Scheduler, make_scheduler
+from .schema import MAX_BODY_BYTES, RequestSchemaError, parse_body, validate
 
 
 @dataclass
@@ -42,9 +44,11 @@ class ServedModel:
 
 class ServerState:
     def __init__(self, backend: LocalBackend, token: str | None, max_queue: int, *, scheduler: str = "auto",
-                 max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None):
+                 max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None,
+                 hosts: HostCheck | None = None):
         self.backend = backend
         self.token = token
+        self.hosts = hosts or HostCheck("127.0.0.1")
         self.max_queue = max_queue  # requests waiting to start, per model
         self.max_per_user = max_per_user  # requests at once, per user (0: no cap)
         self.started = int(time.time())
@@ -84,21 +88,40 @@ def error_body(message: str, kind: str, status: int, param: str | None = None) -
     return {"error": {"message": message, "type": kind, "param": param, "code": status}}
 
 
+@tornado.web.stream_request_body  # so that size, Host and token are checked before the body is read
 class BaseHandler(tornado.web.RequestHandler):
     state: ServerState
+    body_limit = MAX_BODY_BYTES  # bytes a request body may have on this endpoint
 
     def initialize(self, state: ServerState) -> None:
         self.state = state
         self._generation: Generation | None = None
         self._client_gone = threading.Event()
+        self._chunks: list[bytes] = []
 
     def prepare(self) -> None:
+        headers = self.request.headers
+        refusal = self.state.hosts.refusal(headers.get("Host"), headers.get("Origin"))
+        if refusal:
+            return self.fail(403, refusal, "permission_error")
         token = self.state.token
         if token and self.request.path != "/health":
-            given = self.request.headers.get("Authorization", "")
+            given = headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                self.fail(401, "Missing or wrong API key: send 'Authorization: Bearer <token>'.",
-                          "authentication_error")
+                return self.fail(401, "Missing or wrong API key: send 'Authorization: Bearer <token>'.",
+                                 "authentication_error")
+        length = headers.get("Content-Length")
+        if length is not None and (not length.strip().isdigit() or int(length) > self.body_limit):
+            return self.fail(413, f"The request body is too large ({length} bytes; at most {self.body_limit}).",
+                             "invalid_request_error")
+        self.request.connection.set_max_body_size(self.body_limit)  # a chunked body is cut off there too
+
+    def data_received(self, chunk: bytes) -> None:
+        if not self._finished:
+            self._chunks.append(chunk)
+
+    def body_bytes(self) -> bytes:
+        return b"".join(self._chunks)
 
     def fail(self, status: int, message: str, kind: str, param: str | None = None) -> None:
         self.set_status(status)
@@ -168,12 +191,10 @@ class GenerationHandler(BaseHandler):
 
     async def post(self) -> None:
         arrived = time.monotonic()
-        try:
-            body = json.loads(self.request.body or b"")
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            return self.fail(400, f"The request body is not valid JSON: {exc}", "invalid_request_error")
-        if not isinstance(body, dict):
-            return self.fail(400, "The request body must be a JSON object.", "invalid_request_error")
+        try:  # before anything is tokenized or queued: no request may fail where nobody answers it
+            body = validate(parse_body(self.body_bytes()), self.endpoint)
+        except RequestSchemaError as exc:
+            return self.fail(400, str(exc), "invalid_request_error", exc.param)
         state = self.state
         user = self.requester(body)
         try:
@@ -396,12 +417,14 @@ def _text_content(content: Any) -> Any:
 
 def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int = 16, grading: Any = None,
              scheduler: str = "auto", max_per_user: int = 0, slots: int | None = None,
-             slot_tokens: int | None = None) -> tornado.web.Application:
-    """The server's application; ``app.settings["tutor_state"].close()`` stops its schedulers."""
+             slot_tokens: int | None = None, hosts: HostCheck | None = None) -> tornado.web.Application:
+    """The server's application; ``app.settings["tutor_state"].close()`` stops its schedulers.
+
+    ``hosts`` is the Host/Origin allow-list (default: loopback names only)."""
     from .grading import routes as grading_routes  # grading.py builds on BaseHandler above
 
     state = ServerState(backend, token, max_queue, scheduler=scheduler, max_per_user=max_per_user, slots=slots,
-                        slot_tokens=slot_tokens)
+                        slot_tokens=slot_tokens, hosts=hosts)
     return tornado.web.Application([
         (r"/health", HealthHandler, {"state": state}),
         (r"/metrics", MetricsHandler, {"state": state}),
