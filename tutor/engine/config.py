@@ -170,7 +170,8 @@ def parse_config(raw: dict[str, Any], *, source: str = "config.json", folder_nam
 
     dtype_name = raw.get("dtype") or raw.get("torch_dtype") or "bfloat16"
     if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
-        raise CheckpointError(f"{source}: unsupported dtype {dtype_name!r}; expected one of {sorted(_DTYPES)}.")
+        raise CheckpointError(f"{source}: unsupported dtype {dtype_name!r} ('torch_dtype' or 'dtype'); "
+                              f"expected one of {sorted(_DTYPES)}.")
 
     num_heads = need("num_attention_heads")
     num_kv_heads = need("num_key_value_heads", num_heads)

@@ -158,7 +158,8 @@ class MetricsHandler(BaseHandler):
 class ModelsHandler(BaseHandler):
     def get(self) -> None:
         self.write({"object": "list", "data": [
-            {"id": served.name, "object": "model", "created": self.state.started, "owned_by": "tutor"}
+            {"id": served.name, "object": "model", "created": self.state.started, "owned_by": "tutor",
+             "roles": served.roles}  # not OpenAI's: which endpoints take it (one folder may serve both)
             for served in self.state.models.values()]})
 
 
