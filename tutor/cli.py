@@ -77,9 +77,8 @@ def cmd_make_tiny(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from .backends.local import LocalBackend
     from .serving import serve
-    from .settings import resolve_settings
-
     from .serving.access import TOKEN_ENV
+    from .settings import resolve_settings
 
     settings = resolve_settings({"completion_model": args.model, "chat_model": args.chat_model,
                                  "token": args.token or os.environ.get(TOKEN_ENV) or None, "device": args.device})

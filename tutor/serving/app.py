@@ -24,8 +24,8 @@ from tornado.iostream import StreamClosedError
 
 from ..backends.base import MAX_DRAFT_TOKENS, BackendError, Completion, GenerationOptions
 from ..backends.local import LocalBackend, Prepared
-from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .access import HostCheck
+from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .scheduling import Generation, Scheduler, make_scheduler
 from .schema import MAX_BODY_BYTES, RequestSchemaError, parse_body, validate
 

@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError, relevance
 
 from ..backends.base import MAX_DRAFT_TOKENS
 
@@ -138,8 +138,8 @@ def check_tree(value: Any, max_depth: int = MAX_DEPTH) -> None:
     while stack:
         item, path = stack.pop()
         if len(path) > max_depth:
-            raise RequestSchemaError(f"The request body is nested more than {max_depth} levels deep.",
-                                     field_name(path[:1]) or None)
+            top = field_name(path[:1])
+            raise RequestSchemaError(f"'{top}' is nested more than {max_depth} levels deep.", top)
         if isinstance(item, str):
             _check_text(item, path)
         elif isinstance(item, dict):
@@ -174,9 +174,11 @@ def validate(body: Any, endpoint: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestSchemaError("The request body must be a JSON object.")
     check_tree(body)
-    error = best_match(_VALIDATORS[endpoint].iter_errors(body))
-    if error is not None:
-        raise _explain(error)
+    errors = list(_VALIDATORS[endpoint].iter_errors(body))
+    if errors:
+        # The shallowest error, not one inside an anyOf's branches: for `"prompt": [1, 2**40]` the
+        # field is `prompt` (no form of it fits), not whichever branch jsonschema would pick.
+        raise _explain(max(errors, key=relevance))
     return body
 
 
