@@ -203,3 +203,15 @@ def test_the_cli_refuses_before_loading(tiny_dirs, tmp_path):
     assert done.returncode == 2
     assert "refusing to listen on 0.0.0.0 without a token" in done.stderr
     assert "--token" in done.stderr
+
+
+def test_a_refused_body_still_gets_its_answer(served):
+    """401 and 403 wait for a small body to arrive (and drop it): closing with bytes unread resets the
+    connection, and the client would see that instead of the answer."""
+    _, url = served
+    body = json.dumps({"prompt": "x" * 100_000}).encode()
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for headers, status in [({"Authorization": "Bearer wrong"}, 401), ({**AUTH, "Host": "evil.example"}, 403)] * 10:
+            r = client.post("/v1/completions", content=body, headers=headers)
+            assert r.status_code == status and r.json()["error"]["code"] == status
+        assert client.post("/nowhere", content=body, headers=AUTH).status_code == 404

@@ -98,26 +98,46 @@ class BaseHandler(tornado.web.RequestHandler):
         self._generation: Generation | None = None
         self._client_gone = threading.Event()
         self._chunks: list[bytes] = []
+        self._refused: tuple[int, str, str] | None = None
 
     def prepare(self) -> None:
         headers = self.request.headers
+        refusal = self._refusal_of(headers)
+        length = headers.get("Content-Length")
+        if length is not None and (not length.strip().isdigit() or int(length) > self.body_limit):
+            refusal = refusal or (413, f"The request body is too large ({length} bytes; at most "
+                                       f"{self.body_limit}).", "invalid_request_error")
+            return self.fail(*refusal)  # answered unread: the connection closes after
+        has_body = bool(length and int(length)) or "chunked" in headers.get("Transfer-Encoding", "").lower()
+        if refusal and has_body and hasattr(self, self.request.method.lower()):
+            # Answered once the body has come (and been dropped, never kept): a server that closes
+            # a connection with bytes unread resets it, and the client loses the answer.
+            self._refused = refusal
+        elif refusal:
+            return self.fail(*refusal)
+        self.request.connection.set_max_body_size(self.body_limit)  # a chunked body is cut off there too
+
+    def _refusal_of(self, headers: Any) -> tuple[int, str, str] | None:
+        """403 for a foreign Host or Origin, 401 without the token: checked before any body is read."""
         refusal = self.state.hosts.refusal(headers.get("Host"), headers.get("Origin"))
         if refusal:
-            return self.fail(403, refusal, "permission_error")
+            return 403, refusal, "permission_error"
         token = self.state.token
         if token and self.request.path != "/health":
             given = headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return self.fail(401, "Missing or wrong API key: send 'Authorization: Bearer <token>'.",
-                                 "authentication_error")
-        length = headers.get("Content-Length")
-        if length is not None and (not length.strip().isdigit() or int(length) > self.body_limit):
-            return self.fail(413, f"The request body is too large ({length} bytes; at most {self.body_limit}).",
-                             "invalid_request_error")
-        self.request.connection.set_max_body_size(self.body_limit)  # a chunked body is cut off there too
+                return 401, "Missing or wrong API key: send 'Authorization: Bearer <token>'.", "authentication_error"
+        return None
+
+    def refused(self) -> bool:
+        """Whether the request was refused (a body-taking method calls this first)."""
+        if self._refused is not None:
+            self.fail(*self._refused)
+            return True
+        return False
 
     def data_received(self, chunk: bytes) -> None:
-        if not self._finished:
+        if self._refused is None and not self._finished:
             self._chunks.append(chunk)
 
     def body_bytes(self) -> bytes:
@@ -136,6 +156,18 @@ class BaseHandler(tornado.web.RequestHandler):
         self._client_gone.set()
         if self._generation is not None:
             self._generation.cancel()
+
+
+class NotFoundHandler(BaseHandler):
+    """Any other path: an error body in the same format, so a client can show what went wrong."""
+
+    def get(self) -> None:
+        if not self.refused():
+            self.fail(404, f"No endpoint {self.request.method} {self.request.path[:200]} here; this server has "
+                      "GET /health, /metrics, /v1/models, POST /v1/completions, /v1/chat/completions.",
+                      "not_found_error")
+
+    post = put = patch = delete = get
 
 
 class HealthHandler(BaseHandler):
@@ -191,6 +223,8 @@ class GenerationHandler(BaseHandler):
         return f"{self.request.remote_ip}/{declared}"
 
     async def post(self) -> None:
+        if self.refused():
+            return
         arrived = time.monotonic()
         try:  # before anything is tokenized or queued: no request may fail where nobody answers it
             body = validate(parse_body(self.body_bytes()), self.endpoint)
@@ -433,4 +467,4 @@ def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int 
         (r"/v1/completions", CompletionsHandler, {"state": state}),
         (r"/v1/chat/completions", ChatHandler, {"state": state}),
         *grading_routes(state, grading),
-    ], tutor_state=state)
+    ], tutor_state=state, default_handler_class=NotFoundHandler, default_handler_args={"state": state})

@@ -86,6 +86,8 @@ class GradeHandler(_GradingHandler):
     body_limit = MAX_BODY_BYTES  # BaseHandler answers 413 from Content-Length, before the body is read
 
     async def post(self) -> None:
+        if self.refused():
+            return
         raw = self.body_bytes()
         if len(raw) > MAX_BODY_BYTES:
             return self.fail(413, f"the code is too long (at most {MAX_CODE_CHARS} characters).",
