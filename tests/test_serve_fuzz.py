@@ -44,15 +44,15 @@ def some(*values: object) -> st.SearchStrategy:
 OPTIONS = {"max_tokens": some(1, 4), "temperature": some(0, 0.7, 2), "top_p": some(0.9, 1),
            "stop": some("\n", ["a", "b"]), "seed": some(0, 7, 2**63 - 1, 2**63, -1), "stream": some(True, False),
            "user": some("ada"), "n": some(1, 2), "draft_tokens": some(0, 4), "model": JSON}
-COMPLETION = st.fixed_dictionaries({"prompt": some("def f(x):", [2, 5, 6], ["x = "], [[2, 3]])},
+COMPLETION = st.fixed_dictionaries({"prompt": some("def f(x):", "\ud800", [2, 5, 6], ["x = "], [[2, 3]], [2, 2**40])},
                                    optional={**OPTIONS, "session": some("nb#c1"),
                                              "stop_token_ids": some([1], []), "suffix": JSON})
 MESSAGE = st.fixed_dictionaries({"role": some("system", "user", "assistant", ["user"], "model"),
-                                 "content": some("What is a list?", 5, [{"type": "text", "text": "hi"}])})
+                                 "content": some("What is a list?", "\udfff", 5, [{"type": "text", "text": "hi"}])})
 CHAT = st.fixed_dictionaries({"messages": st.one_of(st.lists(MESSAGE, min_size=0, max_size=3), JSON)},
                              optional=OPTIONS)
 INLINE = st.fixed_dictionaries(
-    {"id": some("r1"), "before": some("def add(a, b):\n    return ")},
+    {"id": some("r1"), "before": some("def add(a, b):\n    return ", "x = '\ud800")},
     optional={"path": some("nb.ipynb"), "cellId": some("c1"), "after": some("", "\n"), "language": some("python"),
               "cellsBefore": some(["import math"], []), "cellsAfter": some([]),
               "settings": st.one_of(JSON, st.fixed_dictionaries({}, optional={
