@@ -79,7 +79,7 @@ class HostCheck:
 def _own_names() -> set[str]:
     """This machine's name and the addresses it resolves to (best effort: no DNS, no names)."""
     hostname = socket.gethostname().lower()
-    names = {hostname, hostname.split(".")[0]}
+    names = {hostname, hostname.split(".")[0], socket.getfqdn(hostname).lower()}
     try:
         names |= {str(info[4][0]).lower() for info in socket.getaddrinfo(hostname, None)}
     except OSError:
