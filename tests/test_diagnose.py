@@ -145,6 +145,21 @@ CASES = [
     ("unpack", "a, b = [1, 2, 3]\n", "unpack-count", 1, "too many", "as many names"),
     ("zero-division", "x = 0\nprint(1 / x)\n", "zero-division", 2, "zero", "`if x != 0:`"),
     ("zero-modulo", "r = 7 % 0\n", "zero-division", 1, "zero", "other than 0"),
+    # two operators in a row: joined or swapped they may make one operator
+    ("reversed-less-equal", "x = 4\nif x =< 5:\n    pass\n", "incomplete-expression", 2, "next to each other",
+     "`if x <= 5:`"),
+    ("space-in-operator", "n = 8\nn / = 2\n", "incomplete-expression", 2, "next to each other", "`n /= 2`"),
+    ("two-operators", "x = 3 */ 4\n", "incomplete-expression", 1, "next to each other", "remove `*` or `/`"),
+    # a list where a text method was meant: `.join` belongs to the separator
+    ("list-join", "words = ['a', 'b']\ntext = words.join('-')\n", "wrong-type-method", 2, "join",
+     "`'-'.join(words)`"),
+    ("list-replace", "words = ['a', 'b']\nwords.replace('a', 'c')\n", "wrong-type-method", 2, "replace",
+     "`[item.replace('a', 'c') for item in words]`"),
+    ("chainmap-popitem", "from collections import ChainMap\nc = ChainMap({}, {1: 2})\nc.popitem()\n",
+     "empty-sequence", 3, "nothing left", "maps[0]"),
+    ("sort-dicts", "rows = [{'n': 2}, {'n': 1}]\nrows.sort()\n", "compare-types", 2, "can't be ordered", "key="),
+    ("def-semicolon", "def f(x);\n    return x\n", "missing-colon", 1, "colon", "`def f(x):`"),
+    ("import-dotted-typo", "import math.sqroot\n", "module-not-found", 1, "nothing called", "`from math import sqrt`"),
     # imports
     ("module-numpi", "import numpi\n", "module-not-found", 1, "numpi", "`numpy`"),
     ("module-panda", "import panda as pd\n", "module-not-found", 1, "panda", "`pandas`"),
@@ -172,6 +187,30 @@ def test_real_errors(source, kind, line, title_has, suggestion_has):
     assert 2 <= len(sentences) <= 5, found.explanation
     for text in (found.title, found.explanation, found.suggestion or ""):
         assert not _html(text), text
+
+
+# Say less rather than something wrong: no rule may claim these with the kind given (what the tutor said once)
+SAYS_LESS = [
+    ("second-star-in-def", "def f(a, *, *):\n    pass\n", "incomplete-expression"),  # the comma is not the problem
+    ("and-in-import", "from math import sin, and cos\n", "incomplete-expression"),
+    ("bad-string-prefix", "name = 'A'\ngreet = bf'Hi {name}'\n", "two-statements"),
+    ("walrus-name-with-space", "print(first name := 'Ana')\n", "missing-quotes"),  # names, not text
+    ("called-class", "window = Window()\n", "missing-quotes"),
+    ("module-attribute", "x = Statistics.mean([1])\n", "missing-quotes"),
+]
+
+
+@pytest.mark.parametrize("source, not_kind", [pytest.param(*case[1:], id=case[0]) for case in SAYS_LESS])
+def test_says_less_than_something_wrong(source, not_kind):
+    error, ns = fail(source)
+    found = diagnose(source, error, ns, strict=True)
+    assert found is None or found.kind != not_kind, found
+
+
+def test_a_name_set_only_by_the_failing_line_is_no_did_you_mean():
+    error, ns = fail("frame = Frame()\n")
+    found = diagnose("frame = Frame()\n", error, ns)
+    assert found is None or "`frame`" not in (found.suggestion or ""), found
 
 
 def test_every_case_is_a_declared_kind():

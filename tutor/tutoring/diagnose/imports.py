@@ -71,6 +71,23 @@ def module_not_found(ctx: Context) -> Diagnosis | None:
     not_package = re.search(r"No module named '([\w.]+)'; '([\w.]+)' is not a package", ctx.message)
     if not_package and "." in name:
         parent, part = name.rsplit(".", 1)
+        module = sys.modules.get(parent)
+        if module is not None and not hasattr(module, part):  # `import os.pathh`: no such name inside it either
+            try:
+                names = [n for n in dir(module) if not n.startswith("_")]
+            except Exception:
+                names = []
+            guess = close(part, names, cutoff=0.7)
+            fix = None
+            if guess is not None:
+                fix = f"import {parent}.{guess}" if f"{parent}.{guess}" in sys.modules else \
+                    f"from {parent} import {guess}"
+            return Diagnosis(
+                "module-not-found", f"{plain(parent)} has nothing called {plain(part)}",
+                f"`import {name}` looks for `{part}` inside the module `{parent}`, but `{parent}` has no module "
+                f"and no name `{part}`. Names must be spelt exactly.",
+                line, f"Did you mean {propose(fix)}?" if fix else
+                      f"Check the spelling of `{part}`; `dir({parent})` lists what `{parent}` has.")
         return Diagnosis(
             "module-not-found", f"{plain(parent)} is a module, and {plain(part)} is inside it",
             f"`import {name}` treats `{part}` as a module inside a package `{parent}`, but `{parent}` is a single "

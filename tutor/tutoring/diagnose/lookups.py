@@ -145,6 +145,12 @@ def key_error(ctx: Context) -> Diagnosis | None:
             f"{ctx.where(True)} an item is taken out of a {'set' if 'set' in key else 'dictionary'} that is "
             "empty. Taking an item out needs at least one to be there.",
             line, "Check that it has items first, for example with `if values:`.")
+    if key == "No keys found in the first mapping.":  # ChainMap.popitem(): a message, not the missing key
+        return Diagnosis(
+            "empty-sequence", f"Nothing left to take out{on(line)}",
+            f"{ctx.where(True)} `popitem()` is called on a `ChainMap` whose first mapping is empty. A ChainMap "
+            "only takes items out of its first mapping, even when later mappings hold some.",
+            line, "Check that the first mapping has items first, for example with `if chain.maps[0]:`.")
     chain = False
     if isinstance(key, str):
         m = re.match(r"Key not found in the first mapping: (.+)$", key, re.S)  # collections.ChainMap

@@ -133,7 +133,11 @@ def name_error(ctx: Context) -> Diagnosis | None:
             f"{ctx.where()} `{name}` doesn't exist yet.",
             line, f"Give `{name}` a starting value before that block (for example `{name} = None` or `0`), so "
                   "it exists whichever way the code goes.")
-    guess = other_language or python_hint(ctx.message) or close(name, ctx.known_names(), cutoff=0.75)
+    # `frame = Frame()`: `frame` gets its value only from this very line, which failed, so it doesn't exist
+    stored = [(n, getattr(node, "lineno", 0)) for n, node in ctx.assignments()]
+    only_here = {n for n, at in stored if at == line} - {n for n, at in stored if at != line}
+    candidates = [n for n in ctx.known_names() if n not in only_here or ctx.lookup(n)[0]]
+    guess = other_language or python_hint(ctx.message) or close(name, candidates, cutoff=0.75)
     if guess:
         return Diagnosis(
             "name-typo", f"Unknown name '{shown}'{on(line)}",
@@ -158,7 +162,12 @@ def name_error(ctx: Context) -> Diagnosis | None:
             "No cell so far has run that import (or the kernel was restarted since).",
             line, f"Add {propose(statement)} at the top of the cell and run it again.")
     in_text_context = re.search(r"print\(|input\(|==|!=|=\s*" + re.escape(name) + r"\s*$", ctx.text)
-    if re.fullmatch(r"[A-Za-z]{3,}", name) and (name[0].isupper() or in_text_context):
+    # `Tkinter.frame`, `Window()`: a name that is called, or has an attribute that text doesn't have, is an
+    # object (a module, a class, a function), not a word without quotes
+    dotted = re.search(r"(?<![\w.])" + re.escape(name) + r"\s*\.\s*(\w+)", ctx.text)
+    an_object = (dotted is not None and not hasattr(str, dotted.group(1))) or re.search(
+        r"(?<![\w.])" + re.escape(name) + r"\s*\(", ctx.text) is not None
+    if re.fullmatch(r"[A-Za-z]{3,}", name) and (name[0].isupper() or in_text_context) and not an_object:
         return Diagnosis(
             "missing-quotes", f"Unknown name '{shown}'{on(line)}: text without quotes?",
             f"Python reads a word without quotes as the name of a variable, and there is no variable `{name}`. "

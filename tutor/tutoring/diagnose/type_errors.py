@@ -136,6 +136,18 @@ def compare_types(ctx: Context) -> Diagnosis | None:
     if not m:
         return None
     op, left, right = m.groups()
+    if left == right:  # both of one kind: that kind has no order at all; converting one side would not help
+        sorting = any(isinstance(c.func, ast.Name) and c.func.id in ("sorted", "max", "min")
+                      or isinstance(c.func, ast.Attribute) and c.func.attr == "sort"
+                      for c in ctx.nodes_on_line(ast.Call))
+        return Diagnosis(
+            "compare-types", f"Two {plain(left)} values can't be ordered{on(line)}",
+            f"{ctx.where(True)} `{op}` compares two values that are both {type_word(left)}. That kind of value "
+            "has no order of its own, so Python can't tell which one is smaller.",
+            line, "Sort by something that has an order, like `key=lambda item: item['name']` or "
+                  "`key=abs` (for complex numbers)." if sorting else
+                  "Compare something inside the values that has an order, such as a number or a text "
+                  "(`abs(z)` for a complex number, `a.age` for an object).")
     return Diagnosis(
         "compare-types", f"Comparing {plain(left)} with {plain(right)}{on(line)}",
         f"{ctx.where(True)} `{op}` compares {type_word(left)} with {type_word(right)}. Python can only order "
