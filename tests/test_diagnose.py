@@ -145,6 +145,13 @@ CASES = [
     ("unpack", "a, b = [1, 2, 3]\n", "unpack-count", 1, "too many", "as many names"),
     ("zero-division", "x = 0\nprint(1 / x)\n", "zero-division", 2, "zero", "`if x != 0:`"),
     ("zero-modulo", "r = 7 % 0\n", "zero-division", 1, "zero", "other than 0"),
+    # a nested function changing its outer function's variable; a built-in's name reused inside a function
+    ("closure-counter", "def outer():\n    n = 0\n    def inner():\n        n += 1\n    inner()\nouter()\n",
+     "unbound-local", 4, "", "`nonlocal n`"),
+    ("builtin-shadowed-local", "def f(xs):\n    sum = sum(xs)\n    return sum\nf([1])\n", "unbound-local", 2, "",
+     "another name"),
+    ("zero-negative-power", "x = 0\ny = x ** -1\n", "zero-division", 2, "negative power", "base is not 0"),
+    ("generator-len", "g = (n for n in [1, 2])\nprint(len(g))\n", "not-iterable", 2, "no length", "len(list("),
     # two operators in a row: joined or swapped they may make one operator
     ("reversed-less-equal", "x = 4\nif x =< 5:\n    pass\n", "incomplete-expression", 2, "next to each other",
      "`if x <= 5:`"),

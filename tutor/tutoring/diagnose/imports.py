@@ -58,6 +58,22 @@ def shadowed_module_attribute(ctx: Context) -> Diagnosis | None:
     return _shadowed(ctx, m.group(1), path) if m and path else None
 
 
+@rule(ImportError, AttributeError, kinds="circular-import", order=30)
+def circular_import(ctx: Context) -> Diagnosis | None:
+    """``partially initialized module 'x'``: a module imported again while its first import still runs."""
+    m = re.search(r"partially initialized module '([\w.]+)'", ctx.message)
+    if not m or "circular import" not in ctx.message:
+        return None
+    module = m.group(1)
+    return Diagnosis(
+        "circular-import", f"{plain(module)} is imported again while it is still loading",
+        f"`{module}` was imported a second time before its first import had finished, so some of its names "
+        "did not exist yet. This happens when two files import each other (a circular import), or when a file "
+        "imports itself, for example because it has the name of the module it wants to use.",
+        ctx.line, f"Remove the `import {module}` from the file `{module}.py` itself if it is there; otherwise move "
+                  "what both files need into a third file, or import inside the function that needs it.")
+
+
 @rule(ModuleNotFoundError, kinds="module-not-found")
 def module_not_found(ctx: Context) -> Diagnosis | None:
     name = getattr(ctx.error, "name", None)

@@ -290,6 +290,13 @@ def not_iterable(ctx: Context) -> Diagnosis | None:
             f"{ctx.where(True)} `next(...)` is given {type_word(type_name)}. `next` works on an iterator, which "
             "remembers how far it got; a list does not.",
             line, "Make an iterator first, like `items = iter(values)`, then call `next(items)`; or use a `for` loop.")
+    if "len()" in msg and type_name in ("generator", "map", "filter", "zip", "enumerate", "reversed"):
+        # these do have items, given one at a time: they just don't know how many in advance
+        return Diagnosis(
+            "not-iterable", f"A {plain(type_name)} has no length{on(line)}",
+            f"{ctx.where(True)} `len(...)` is used on a {type_name} object. It gives its items one at a time and "
+            "doesn't know in advance how many there are, so it has no length.",
+            line, "Make a list of the items first, like `len(list(...))`, or build a list with `[...]` instead.")
     if "len()" in msg and "len(" not in ctx.text:
         explanation = (f"{ctx.where(True)} a function is given {type_word(type_name)} where it needs a collection "
                        "(it asked for its length). Only collections such as lists, strings and dictionaries have "
