@@ -152,6 +152,8 @@ CASES = [
      "another name"),
     ("zero-negative-power", "x = 0\ny = x ** -1\n", "zero-division", 2, "negative power", "base is not 0"),
     ("generator-len", "g = (n for n in [1, 2])\nprint(len(g))\n", "not-iterable", 2, "no length", "len(list("),
+    ("plus-equals-swapped", "s = 'a'\ns =+ 'b'\n", "argument-type", 2, "=+", "`s += 'b'`"),
+    ("unpack-starred", "a, b, *rest = [1]\n", "unpack-count", 1, "not enough", "fewer names"),
     # two operators in a row: joined or swapped they may make one operator
     ("reversed-less-equal", "x = 4\nif x =< 5:\n    pass\n", "incomplete-expression", 2, "next to each other",
      "`if x <= 5:`"),

@@ -168,6 +168,10 @@ _WANTS = re.compile(
     r"|ord\(\) expected a character, but string of length (\d+) found)")
 
 
+_PLUS_EQUALS = re.compile(r"(\w+)\s*=\+\s*")
+_JOINED = r"\1 += "
+
+
 @rule(TypeError, kinds="argument-type", order=60)
 def argument_type(ctx: Context) -> Diagnosis | None:
     m = _WANTS.match(ctx.message)
@@ -199,6 +203,15 @@ def argument_type(ctx: Context) -> Diagnosis | None:
             line, "Loop over the text and call `ord(c)` for each character `c`.")
     fix = ("Turn the text into a number with `int(...)` or `float(...)` first." if got == "str" and "number" in wants
            else f"Pass {wants} instead; print `type(...)` of the value to see what it is.")
+    # `total =+ "x"`: meant `+=` (which joins texts and lists), got `= +"x"`; `-=` would fail on them too
+    swapped = re.search(r"(\w+)\s*=(\+)(?!=)\s*\S", ctx.text) if g[0] == "unary +" and got in ("str", "list") else None
+    if swapped:
+        name, sign = swapped.groups()
+        return Diagnosis(
+            "argument-type", f"{sign}= written as ={sign}{on(line)}",
+            f"{ctx.where(True)} `={sign}` is read as `=` followed by a sign in front of the value, so Python tried "
+            f"to put a `{sign}` in front of {type_word(got)}. To add to a variable, the operator is `{sign}=`.",
+            line, f"Write {propose(_PLUS_EQUALS.sub(_JOINED, ctx.text.strip(), count=1))}, with `+` before `=`.")
     return Diagnosis(
         "argument-type", f"{plain(what.replace('`', ''))} can't use {plain(type_word(got).replace('`', ''))}"
                          f"{on(line)}",
