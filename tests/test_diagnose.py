@@ -154,6 +154,8 @@ CASES = [
     ("generator-len", "g = (n for n in [1, 2])\nprint(len(g))\n", "not-iterable", 2, "no length", "len(list("),
     ("plus-equals-swapped", "s = 'a'\ns =+ 'b'\n", "argument-type", 2, "=+", "`s += 'b'`"),
     ("unpack-starred", "a, b, *rest = [1]\n", "unpack-count", 1, "not enough", "fewer names"),
+    ("flat-list-two-positions", "a = [1, 2, 3]\nprint(a[0, 1])\n", "index-type", 2, "", "a slice"),
+    ("grid-two-positions", "g = [[1, 2], [3, 4]]\nprint(g[1, 0])\n", "index-type", 2, "", "`grid[1][2]`"),
     # two operators in a row: joined or swapped they may make one operator
     ("reversed-less-equal", "x = 4\nif x =< 5:\n    pass\n", "incomplete-expression", 2, "next to each other",
      "`if x <= 5:`"),
