@@ -156,6 +156,9 @@ CASES = [
     ("unpack-starred", "a, b, *rest = [1]\n", "unpack-count", 1, "not enough", "fewer names"),
     ("flat-list-two-positions", "a = [1, 2, 3]\nprint(a[0, 1])\n", "index-type", 2, "", "a slice"),
     ("grid-two-positions", "g = [[1, 2], [3, 4]]\nprint(g[1, 0])\n", "index-type", 2, "", "`grid[1][2]`"),
+    ("matmul-assign-on-text", "s = 'ab'\ns @= 2\n", "type-mismatch", 2, "matrix", "use `*`"),
+    ("word-in-arithmetic", "w = 'pear'\nn = w - 1\n", "type-mismatch", 2, "text", "`'pear'` is not a number"),
+    ("digits-in-arithmetic", "w = '7'\nn = w - 1\n", "type-mismatch", 2, "text", "`int(...)`"),
     # two operators in a row: joined or swapped they may make one operator
     ("reversed-less-equal", "x = 4\nif x =< 5:\n    pass\n", "incomplete-expression", 2, "next to each other",
      "`if x <= 5:`"),

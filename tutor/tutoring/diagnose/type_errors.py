@@ -42,6 +42,20 @@ def _input_note(ctx: Context) -> str:
         else ""
 
 
+def _words(ctx: Context) -> list[str]:
+    """The texts used with an operator on the line that are not numbers (``int("abc")`` would fail too)."""
+    found = []
+    for node in ctx.nodes_on_line((ast.BinOp, ast.AugAssign)):
+        for side in (node.left, node.right) if isinstance(node, ast.BinOp) else (node.target, node.value):
+            ok, value = evaluate(ctx, side)
+            if ok and isinstance(value, str):
+                try:
+                    float(value)
+                except ValueError:
+                    found.append(value)
+    return found
+
+
 @rule(TypeError, kinds="type-mismatch", order=50)
 def operator_types(ctx: Context) -> Diagnosis | None:
     msg, line = ctx.message, ctx.line
@@ -65,7 +79,9 @@ def operator_types(ctx: Context) -> Diagnosis | None:
                 "type-mismatch", f"Two texts can't be multiplied{on(line)}",
                 f"{ctx.where(True)} `*` is used between two texts. Text can be repeated a whole number of times "
                 f"(`'ab' * 3`), but two texts can't be multiplied.{_input_note(ctx)}",
-                line, "Turn the texts into numbers with `int(...)` or `float(...)` before multiplying.")
+                line, "Turn the texts into numbers with `int(...)` or `float(...)` before multiplying."
+                if not _words(ctx) else "To repeat a text, multiply it by a whole number, like `'ab' * 3`; "
+                                        "to multiply numbers, use numbers (or texts of digits turned into numbers).")
         return Diagnosis(
             "type-mismatch", f"Text or a list can only be repeated a whole number of times{on(line)}",
             f"{ctx.where(True)} a text or a list is multiplied by {type_word(right)}. Multiplying a text or a "
@@ -73,7 +89,7 @@ def operator_types(ctx: Context) -> Diagnosis | None:
             + _input_note(ctx),
             line, "If you meant arithmetic, turn the text into a number with `float(...)` first; to repeat, use "
                   "a whole number (`int(...)`).")
-    if op == "@":
+    if op in ("@", "@="):
         return Diagnosis(
             "type-mismatch", f"@ is matrix multiplication{on(line)}",
             f"{ctx.where(True)} `@` is used with {type_word(left)} and {type_word(right)}. `@` multiplies "
@@ -97,11 +113,14 @@ def operator_types(ctx: Context) -> Diagnosis | None:
                 line, "To join them as text, wrap the number in `str(...)` (or use an f-string like "
                       "`f\"age: {age}\"`); for arithmetic, turn the text into a number with `int(...)` or "
                       "`float(...)`.")
+        words = _words(ctx)
         return Diagnosis(
             "type-mismatch", f"Arithmetic on text{on(line)}",
             f"{ctx.where(True)} `{op}` is used with {type_word(left)} and {type_word(right)}. Arithmetic needs "
             "numbers on both sides, and text is not a number even when it holds digits." + _input_note(ctx),
-            line, "Turn the text into a number with `int(...)` or `float(...)` first.")
+            line, "Turn the text into a number with `int(...)` or `float(...)` first." if not words else
+            f"{code(repr(words[0]))} is not a number, so converting it would fail too: check which value you "
+            "meant to use here.")
     if left == right == "str" and op == "-":
         return Diagnosis(
             "type-mismatch", f"Text can't be subtracted{on(line)}",
