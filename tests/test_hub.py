@@ -6,6 +6,7 @@ with no setup of its own. The Hub's config is docs/jupyterhub_config.py, with on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,8 +22,9 @@ from jupyter_apps import free_port
 
 from tutor.backends import RemoteBackend
 from tutor.backends.base import BackendError, GenerationOptions
-
-pytestmark = pytest.mark.slow
+from tutor.engine.errors import TutorError
+from tutor.serving.hub import HubGate, service_from_env
+from tutor.settings import hub_token, resolve_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PROXY_DIR = Path(__file__).parent / "hub"
@@ -75,6 +77,9 @@ c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
 c.Spawner.args = ["--ServerApp.allow_root=True"]
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
+c.Spawner.interrupt_timeout = 3  # a quicker teardown: SIGINT, then SIGTERM after 3 s
+c.Spawner.term_timeout = 3
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}  # POST .../server answers at once: both spawn together
 c.Spawner.environment["TUTOR_ENDPOINT"] = "{public}/services/tutor"
 c.Spawner.environment["JUPYTER_CONFIG_DIR"] = "{tmp}/jupyter-config"
 tutor = c.JupyterHub.services[0]
@@ -121,12 +126,13 @@ def hub(tmp_path_factory, tiny_dirs):
             tokens[user] = r.json()["token"]
         yield public, tokens, log
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the Hub, its proxy, the service and the spawned servers
+        # The Hub stops its proxy, the service and the spawned servers (each in a session of its own).
+        process.terminate()
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            process.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # whatever of its group is left (the proxy, the service)
 
 
 def auth(token: str) -> dict[str, str]:
@@ -138,6 +144,7 @@ def completion_body(user_field: str = "same-for-everyone", **kw) -> dict:
     return {"prompt": "def add(a, b):", "max_tokens": 4, "temperature": 0, "user": user_field, **kw}
 
 
+@pytest.mark.slow
 def test_requests_without_a_hub_token_are_refused(hub):
     public, _, _ = hub
     service = f"{public}/services/tutor/v1"
@@ -150,6 +157,7 @@ def test_requests_without_a_hub_token_are_refused(hub):
     assert httpx.get(f"{public}/services/tutor/health", timeout=30).status_code == 200  # for the operator's probe
 
 
+@pytest.mark.slow
 def test_a_token_without_access_to_the_service_is_refused(hub):
     public, tokens, _ = hub
     r = httpx.post(f"{public}/hub/api/users/ada/tokens", headers=auth(tokens["ada"]), timeout=30,
@@ -160,6 +168,7 @@ def test_a_token_without_access_to_the_service_is_refused(hub):
     assert r.status_code == 403 and "access:services!service=tutor" in r.json()["error"]["message"]
 
 
+@pytest.mark.slow
 def test_each_student_is_a_requester_of_their_own(hub, tiny_dirs):
     """--max-per-user 1: Ada's second request at once is refused, Bob's goes on (same address, same `user`)."""
     public, tokens, _ = hub
@@ -179,6 +188,7 @@ def test_each_student_is_a_requester_of_their_own(hub, tiny_dirs):
             assert other.json()["choices"][0]["finish_reason"] in ("length", "stop")
 
 
+@pytest.mark.slow
 def test_the_remote_backend_sends_the_servers_hub_token(hub, monkeypatch):
     """As in a student's server: TUTOR_ENDPOINT names the Hub's service, JUPYTERHUB_API_TOKEN is the key."""
     public, tokens, _ = hub
@@ -200,6 +210,7 @@ def test_the_remote_backend_sends_the_servers_hub_token(hub, monkeypatch):
         backend.close()
 
 
+@pytest.mark.slow
 def test_each_students_server_completes_through_the_service(hub):
     """The Hub spawns both users' servers; their tutor extension finds the service with no setup."""
     public, tokens, log = hub
@@ -227,3 +238,29 @@ def test_each_students_server_completes_through_the_service(hub):
     # Another user's token does not open Ada's server.
     r = httpx.post(f"{public}/user/ada/tutor/complete", json=body, headers=auth(tokens["bob"]), timeout=30)
     assert r.status_code == 403
+
+
+def test_the_hub_token_goes_to_the_hubs_services_only():
+    env = {"JUPYTERHUB_API_TOKEN": "t0k", "JUPYTERHUB_BASE_URL": "/"}
+    assert hub_token("http://127.0.0.1:8000/services/tutor", env) == "t0k"
+    assert hub_token("https://hub.example/services/tutor/v1", env) == "t0k"
+    assert hub_token("http://vllm.example:8000/v1", env) is None  # never to another server
+    assert hub_token("https://hub.example/jhub/services/tutor", {**env, "JUPYTERHUB_BASE_URL": "/jhub/"}) == "t0k"
+    assert hub_token("https://hub.example/services/tutor", {**env, "JUPYTERHUB_BASE_URL": "/jhub/"}) is None
+    settings = resolve_settings(environ={**env, "TUTOR_ENDPOINT": "http://127.0.0.1:8000/services/tutor/"})
+    assert settings.token == "t0k" and "JUPYTERHUB_API_TOKEN" in settings.sources["token"]
+    settings = resolve_settings(environ={**env, "TUTOR_ENDPOINT": "http://127.0.0.1:8000/services/tutor",
+                                         "TUTOR_TOKEN": "own"})
+    assert settings.token == "own"  # a token set on purpose wins
+
+
+def test_hub_mode_says_what_is_missing(monkeypatch):
+    with pytest.raises(TutorError, match="managed service"):
+        service_from_env({})
+    service = service_from_env({"JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api",
+                                "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:10101",
+                                "JUPYTERHUB_SERVICE_PREFIX": "/services/tutor/"})
+    assert (service.host, service.port, service.prefix) == ("127.0.0.1", 10101, "/services/tutor/")
+    monkeypatch.setitem(sys.modules, "jupyterhub.services.auth", None)  # as if jupyterhub were not installed
+    with pytest.raises(TutorError, match="pip install jupyterhub"):
+        HubGate()
