@@ -104,9 +104,9 @@ def hub(tmp_path_factory, tiny_dirs):
     (tmp / "jupyter-config" / "jupyter_server_config.json").write_text(json.dumps(
         {"ServerApp": {"jpserver_extensions": {"tutor.server": True, "jupyterlab": False,
                                                "notebook_shim": False, "jupyter_lsp": False}}}))
-    public = f"http://127.0.0.1:{free_port()}"
+    public, hub_port = f"http://127.0.0.1:{free_port()}", free_port()
     (tmp / "jupyterhub_config.py").write_text(HUB_CONFIG.format(
-        docs=str(ROOT / "docs" / "jupyterhub_config.py"), public=public, hub_port=free_port(), proxy=proxy,
+        docs=str(ROOT / "docs" / "jupyterhub_config.py"), public=public, hub_port=hub_port, proxy=proxy,
         proxy_api_port=free_port(), tmp=tmp, users=set(USERS), service_port=free_port(), model=str(tiny_dirs["2b"])))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUTOR_", "JUPYTERHUB_", "JUPYTER_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))  # kept by the Hub
@@ -115,15 +115,20 @@ def hub(tmp_path_factory, tiny_dirs):
         process = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
                                    cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: httpx.get(f"{public}/hub/api/", timeout=5).status_code == 200, "the Hub", 60, log)
-        wait_for(lambda: httpx.get(f"{public}/services/tutor/health", timeout=5).status_code == 200,
-                 "the tutor service behind the Hub's proxy", 90, log)
+        # The Hub's API answers (directly) while the Hub still waits for its service to start (importing
+        # torch): the users' servers start meanwhile, the two slowest starts side by side.
+        api = f"http://127.0.0.1:{hub_port}/hub/api"
+        wait_for(lambda: httpx.get(f"{api}/", timeout=5).status_code == 200, "the Hub's API", 60, log)
         tokens = {}
         for user in USERS:  # as a student's script would: the dummy authenticator takes any password
-            r = httpx.post(f"{public}/hub/api/users/{user}/tokens", timeout=30,
+            r = httpx.post(f"{api}/users/{user}/tokens", timeout=30,
                            json={"auth": {"username": user, "password": "any"}, "note": "test"})
             assert r.status_code == 201, r.text
             tokens[user] = r.json()["token"]
+            r = httpx.post(f"{api}/users/{user}/server", headers=auth(tokens[user]), timeout=60)
+            assert r.status_code in (201, 202), r.text
+        wait_for(lambda: httpx.get(f"{public}/services/tutor/health", timeout=5).status_code == 200,
+                 "the tutor service behind the Hub's proxy", 90, log)
         yield public, tokens, log
     finally:
         # The Hub stops its proxy, the service and the spawned servers (each in a session of its own).
@@ -212,11 +217,8 @@ def test_the_remote_backend_sends_the_servers_hub_token(hub, monkeypatch):
 
 @pytest.mark.slow
 def test_each_students_server_completes_through_the_service(hub):
-    """The Hub spawns both users' servers; their tutor extension finds the service with no setup."""
-    public, tokens, log = hub
-    for user in USERS:
-        r = httpx.post(f"{public}/hub/api/users/{user}/server", headers=auth(tokens[user]), timeout=60)
-        assert r.status_code in (201, 202), r.text
+    """The Hub spawned both users' servers; their tutor extension finds the service with no setup."""
+    public, tokens, log = hub  # the fixture asked the Hub to spawn them
 
     def ready(user: str) -> bool:
         model = httpx.get(f"{public}/hub/api/users/{user}", headers=auth(tokens[user]), timeout=10).json()
