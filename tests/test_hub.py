@@ -266,3 +266,12 @@ def test_hub_mode_says_what_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "jupyterhub.services.auth", None)  # as if jupyterhub were not installed
     with pytest.raises(TutorError, match="pip install jupyterhub"):
         HubGate()
+
+
+def test_hub_and_a_class_token_exclude_each_other(monkeypatch, capsys):
+    from tutor.cli import main
+
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
+    assert main(["serve", "--hub", "--token", "class-token", "--model", "unused"]) == 2
+    assert "--hub and --token exclude each other" in capsys.readouterr().err
