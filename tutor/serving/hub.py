@@ -60,8 +60,8 @@ class HubGate:
             raise TutorError("--hub needs jupyterhub on the server: pip install jupyterhub (the same version "
                              "as the Hub's is best).") from None
         self.auth = HubAuth(cache_max_age=CACHE_SECONDS)
-        # What a token must allow: access to this service (the Hub passes the scope it expects,
-        # access:services!service=<name>, in JUPYTERHUB_OAUTH_ACCESS_SCOPES).
+        # What a token must allow: access to this service, access:services!service=<name> (HubAuth takes
+        # it from JUPYTERHUB_OAUTH_ACCESS_SCOPES, else from the JUPYTERHUB_SERVICE_NAME the Hub sets).
         self.scopes = set(self.auth.access_scopes)
         if not self.scopes:
             raise TutorError("--hub: the Hub gave no access scope (JUPYTERHUB_OAUTH_ACCESS_SCOPES, "
