@@ -34,6 +34,10 @@ c.JupyterHub.services = [
         ],
         # A managed service gets only the Hub's env_keep (PATH, PYTHONPATH, ...) and what is here.
         "environment": {"TUTOR_DEVICE": "cuda"},
+        # Seconds the Hub waits for the service to answer before it gives up and exits (JupyterHub 6+;
+        # default 30; drop the key on older Hubs). `tutor serve` listens once its models are loaded and
+        # their decode steps compiled: minutes on a GPU, and over 30 s on a busy CPU even for a tiny one.
+        "timeout": 600,
         "display": False,  # an API, not a page: no entry in the Hub's Services menu
     },
 ]
