@@ -50,6 +50,17 @@ def report_markdown(report: GradeReport, *, note: str = "") -> str:
     return "\n".join(lines)
 
 
+def hint_markdown(text: str, *, code: bool) -> str:
+    """A hint as Markdown that keeps its lines: Markdown joins lines into one paragraph, which turns a
+    written "partial code" hint (code, indented) into one unreadable line. Code goes in a fenced block;
+    other text with line breaks keeps them."""
+    if "```" in text or "\n" not in text.strip():
+        return text
+    if code:
+        return f"```python\n{text.strip(chr(10))}\n```"
+    return "  \n".join(text.splitlines())
+
+
 def _cell(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).replace("|", "\\|").replace("`", "'")[:120]
 
@@ -294,7 +305,7 @@ class PracticeMagics(Magics):
             practice.rung += 1
             left = min(self.policy.max_hints, len(HINT_LADDER)) - practice.rung
             panel.title = f"Hint {hint.rung + 1}: {hint.name}"
-            panel.set_markdown(hint.text)
+            panel.set_markdown(hint_markdown(hint.text, code=hint.source == "written" and hint.rung == len(HINT_LADDER) - 1))
             panel.status = f"{left} more hint{'s' if left != 1 else ''} for this exercise." if left else \
                 "That was the last hint for this exercise."
             return self._buttons(panel)
