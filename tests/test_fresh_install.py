@@ -41,7 +41,8 @@ def test_the_package_alone_runs_the_getting_started_notebook(tmp_path):
     made = run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, env=env, timeout=120)
     assert made.returncode == 0, made.stderr
     python, pip = str(venv / "bin" / "python"), [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    for what, args in (("torch", TORCH.split()), ("the package, no extras", [str(ROOT)]), ("nbval (runner)", ["nbval"])):
+    steps = (("torch", TORCH.split()), ("the package, no extras", [str(ROOT)]), ("nbval (runner)", ["nbval"]))
+    for what, args in steps:
         installed = run([*pip, *args], cwd=tmp_path, env=env, timeout=900)
         assert installed.returncode == 0, f"installing {what} failed:\n{installed.stderr[-3000:]}"
 

@@ -305,7 +305,8 @@ class PracticeMagics(Magics):
             practice.rung += 1
             left = min(self.policy.max_hints, len(HINT_LADDER)) - practice.rung
             panel.title = f"Hint {hint.rung + 1}: {hint.name}"
-            panel.set_markdown(hint_markdown(hint.text, code=hint.source == "written" and hint.rung == len(HINT_LADDER) - 1))
+            written_code = hint.source == "written" and hint.rung == len(HINT_LADDER) - 1
+            panel.set_markdown(hint_markdown(hint.text, code=written_code))
             panel.status = f"{left} more hint{'s' if left != 1 else ''} for this exercise." if left else \
                 "That was the last hint for this exercise."
             return self._buttons(panel)
