@@ -311,7 +311,7 @@ class PracticeMagics(Magics):
                 "That was the last hint for this exercise."
             return self._buttons(panel)
 
-        panel.run(task)
+        panel.run(task, busy=self.ext.busy(panel) if backend is not None and code.strip() else "Thinking...")
 
 
 def _defines(cell: str, name: str) -> bool:
