@@ -48,10 +48,16 @@ function render({ model, el }) {
   });
   input.addEventListener("keydown", (event) => {
     if (event.key !== "Enter" || event.isComposing) return;
-    event.stopPropagation(); // neither Enter nor Shift+Enter reaches the notebook
-    if (event.shiftKey) return; // the textarea's own new line
+    // Neither Enter nor Shift+Enter reaches the notebook; and JupyterLab cancels Shift+Enter's default
+    // (it is "run the cell" there), so the new line is put in here.
+    event.stopPropagation();
     event.preventDefault();
-    ask();
+    if (event.shiftKey) {
+      input.setRangeText("\n", input.selectionStart, input.selectionEnd, "end");
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+    } else {
+      ask();
+    }
   });
 
   function update() {
