@@ -291,3 +291,36 @@ def test_the_first_model_call_says_the_model_is_loading(tiny_dirs):
         k.click(comm_id, "fix")  # the model is up now: no loading note
         k.wait_for(comm_id, lambda s: "No fix is shown" in s.get("status", "") or s.get("state") == "failed")
         assert not any(s.startswith("Loading") for s in k.statuses[comm_id][len(seen):])
+
+
+def test_a_lessons_student_copy_from_the_top(tmp_path):
+    """The first cells a student runs in a lesson: the tutor loads, the stub says to replace it, %hint knows
+    the exercise, and a failing visible test says what was expected."""
+    import nbformat
+
+    from tutor.lessons import build
+
+    lesson = os.path.join(os.path.dirname(__file__), "..", "lessons", "05-functions.ipynb")
+    copy, _ = build(lesson, tmp_path / "handout/")
+    cells = nbformat.read(copy, as_version=4).cells
+    stub = next(i for i, c in enumerate(cells) if c.get("metadata", {}).get("tutor", {}).get("exercise"))
+    with kernel() as k:
+        k.run(f"%cd {copy.parent}")
+        assert "exercises in this lesson" in stream_of(k.run(cells[0].source), "stdout")  # %load_ext tutor, %lesson
+        for cell in cells[1:stub]:
+            if cell.cell_type == "code":
+                assert not [m for m in k.run(cell.source) if m["msg_type"] == "error"]
+        out = k.run(cells[stub].source)
+        assert error_of(out)["ename"] == "NotImplementedError"
+        state = k.widgets[panels(out)[0]["data"][WIDGET_MIME]["model_id"]]
+        assert "not written yet" in state["title"] and "Replace" in state["html"], state
+
+        hint = panels(k.run("%hint"))[0]  # the exercise is the current problem
+        state = k.wait_for(hint["data"][WIDGET_MIME]["model_id"], lambda s: s.get("state") in ("done", "failed"))
+        assert state["title"] == "Hint 1: nudge", state
+
+        k.run('def greet(name, greeting="Hello"):\n    return greeting + " " + name')
+        out = k.run(cells[stub + 1].source)  # its visible tests
+        assert error_of(out)["ename"] == "AssertionError"
+        state = k.widgets[panels(out)[0]["data"][WIDGET_MIME]["model_id"]]
+        assert "was expected" in state["html"] and "Hello, Ada!" in state["html"], state
