@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,11 @@ class PracticeMagics(Magics):
 
         worker = threading.Thread(target=work, name="tutor-new-problem", daemon=True)
         worker.start()
-        worker.join(limit)
+        start = time.monotonic()
+        while worker.is_alive() and (waited := time.monotonic() - start) < limit:  # the seconds are the sign of life
+            panel.status = (f"Writing a problem and checking its own solution in the sandbox ({waited:.0f} s of at "
+                            f"most {limit:g} s; then one from the problem bank)...")
+            worker.join(min(1.0, max(limit - waited, 0.0)))
         if "problem" in outcome:
             problem, note = keep_private(outcome["problem"]), ""
         else:
