@@ -36,9 +36,15 @@ tutor/labextension/package.json: $(LABEXT_SRC) | $(BIN)/python
 test-frontend: labextension/node_modules/.package-lock.json
 	cd labextension && npm test --silent >/dev/null && echo "frontend unit tests passed"
 
+# Jupyter refuses to start as root (containers, many class servers) unless told: --allow-root is
+# added only then. LAB_ARGS passes more, e.g.  make lab LAB_ARGS="--ip=0.0.0.0 --no-browser"
+USER_ID ?= $(shell id -u)
+LAB_ARGS ?=
+LAB_ROOT := $(if $(filter 0,$(USER_ID)),--allow-root)
+
 lab: $(VENV)/.torch labextension
 	$(BIN)/python -m pip install -q -e ".[lab]"
-	$(BIN)/jupyter lab --notebook-dir=. notebooks/getting-started.ipynb
+	$(BIN)/jupyter lab --notebook-dir=. $(LAB_ROOT) $(LAB_ARGS) notebooks/getting-started.ipynb
 
 # The browser tests drive Debian's chromium; as root the test target installs it when missing.
 chromium:

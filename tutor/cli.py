@@ -215,6 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TutorError, ValueError) as exc:
         print(f"tutor: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:  # an install that lacks a dependency: say which, not a traceback
+        print(f"tutor: error: the Python module {exc.name!r} is not installed ({exc}); install it "
+              f"(pip install {(exc.name or '').split('.')[0]}) or reinstall the tutor with its dependencies.",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `tutor complete ... | head`
