@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import threading
 import time
 import uuid
@@ -43,6 +44,8 @@ class ServedModel:
 
 
 class ServerState:
+    hub: Any = None  # a tutor.serving.hub.HubGate under JupyterHub: the Hub authenticates each request
+
     def __init__(self, backend: LocalBackend, token: str | None, max_queue: int, *, scheduler: str = "auto",
                  max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None,
                  hosts: HostCheck | None = None):
@@ -92,6 +95,7 @@ def error_body(message: str, kind: str, status: int, param: str | None = None) -
 class BaseHandler(tornado.web.RequestHandler):
     state: ServerState
     body_limit = MAX_BODY_BYTES  # bytes a request body may have on this endpoint
+    open_to_all = False  # /health: no token asked
 
     def initialize(self, state: ServerState) -> None:
         self.state = state
@@ -100,7 +104,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self._chunks: list[bytes] = []
         self._refused: tuple[int, str, str] | None = None
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         headers = self.request.headers
         refusal = self._refusal_of(headers)
         length = headers.get("Content-Length")
@@ -115,6 +119,11 @@ class BaseHandler(tornado.web.RequestHandler):
             self._refused = refusal
         elif refusal:
             return self.fail(*refusal)
+        elif self.state.hub is not None and not self.open_to_all:
+            # After the size check: asking the Hub is the authentication work a huge body must not get.
+            await self.state.hub.authenticate(self)  # tutor.serving.hub: sets self.user or answers 401/403
+            if self._finished:
+                return
         self.request.connection.set_max_body_size(self.body_limit)  # a chunked body is cut off there too
 
     def _refusal_of(self, headers: Any) -> tuple[int, str, str] | None:
@@ -123,7 +132,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if refusal:
             return 403, refusal, "permission_error"
         token = self.state.token
-        if token and self.request.path != "/health":
+        if token and self.state.hub is None and not self.open_to_all:
             given = headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 return 401, "Missing or wrong API key: send 'Authorization: Bearer <token>'.", "authentication_error"
@@ -171,6 +180,8 @@ class NotFoundHandler(BaseHandler):
 
 
 class HealthHandler(BaseHandler):
+    open_to_all = True
+
     def get(self) -> None:
         models = {}
         for served in self.state.models.values():
@@ -452,19 +463,27 @@ def _text_content(content: Any) -> Any:
 
 def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int = 16, grading: Any = None,
              scheduler: str = "auto", max_per_user: int = 0, slots: int | None = None,
-             slot_tokens: int | None = None, hosts: HostCheck | None = None) -> tornado.web.Application:
+             slot_tokens: int | None = None, hub: Any = None, prefix: str = "/",
+             hosts: HostCheck | None = None) -> tornado.web.Application:
     """The server's application; ``app.settings["tutor_state"].close()`` stops its schedulers.
 
+    As a JupyterHub service, ``hub`` (a tutor.serving.hub.HubGate) authenticates requests instead of
+    ``token``, and every route sits under ``prefix`` (the Hub's proxy passes the whole path on).
     ``hosts`` is the Host/Origin allow-list (default: loopback names only)."""
     from .grading import routes as grading_routes  # grading.py builds on BaseHandler above
 
     state = ServerState(backend, token, max_queue, scheduler=scheduler, max_per_user=max_per_user, slots=slots,
                         slot_tokens=slot_tokens, hosts=hosts)
-    return tornado.web.Application([
+    state.hub = hub
+    routes = [
         (r"/health", HealthHandler, {"state": state}),
         (r"/metrics", MetricsHandler, {"state": state}),
         (r"/v1/models", ModelsHandler, {"state": state}),
         (r"/v1/completions", CompletionsHandler, {"state": state}),
         (r"/v1/chat/completions", ChatHandler, {"state": state}),
         *grading_routes(state, grading),
-    ], tutor_state=state, default_handler_class=NotFoundHandler, default_handler_args={"state": state})
+    ]
+    if prefix != "/":
+        routes = [(re.escape(prefix.rstrip("/")) + route[0], *route[1:]) for route in routes]
+    return tornado.web.Application(routes, tutor_state=state, default_handler_class=NotFoundHandler,
+                                   default_handler_args={"state": state})

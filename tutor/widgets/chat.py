@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import traitlets
 from ..engine.errors import TutorError
 from ..tutoring import Conversation
 from .markdown import render_markdown
-from .panel import show_streaming
+from .panel import show_streaming, student_message
 
 _HERE = Path(__file__).parent
 
@@ -25,9 +26,11 @@ class ChatWidget(anywidget.AnyWidget):
     state = traitlets.Unicode("idle").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, conversation: Conversation, **kwargs: Any):
+    def __init__(self, conversation: Conversation, *, busy: Callable[[Any], str] | None = None, **kwargs: Any):
+        """``busy(widget)`` gives the status line while a reply starts (default "Thinking...")."""
         super().__init__(**kwargs)
         self.conversation = conversation
+        self._busy = busy
         self._stream = None
         self.on_msg(self._on_msg)
 
@@ -44,7 +47,7 @@ class ChatWidget(anywidget.AnyWidget):
             return None
         self.turns = [*self.turns, {"role": "user", "html": render_markdown(question)},
                       {"role": "assistant", "html": ""}]
-        self.state, self.status = "working", "Thinking..."
+        self.state, self.status = "working", self._busy(self) if self._busy else "Thinking..."
 
         def work() -> None:
             try:
@@ -52,7 +55,7 @@ class ChatWidget(anywidget.AnyWidget):
                 show_streaming(self._stream, self._show)
                 self.status = "Stopped." if self._stream.result.finish_reason == "cancelled" else ""
             except (TutorError, ValueError) as exc:
-                self.status = str(exc)
+                self.status = student_message(exc)
             except Exception as exc:  # the kernel must live on
                 self.status = f"Something went wrong: {exc.__class__.__name__}: {exc}"
             finally:
