@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import struct
+import time
 
 import pytest
 import torch
@@ -241,3 +242,40 @@ def test_cuda_requested_without_a_gpu(tiny_2b_dir):
         pytest.skip("this machine has a GPU")
     with pytest.raises(CheckpointError, match="no GPU"):
         load(tiny_2b_dir, device="cuda")
+
+
+# ------------------------------------------------------------------ hostile folders (issue 14)
+
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "/etc/passwd", "sub/model.safetensors", "..", "",
+                                   "..\\model.safetensors"])
+def test_an_index_may_name_only_files_beside_it(tmp_path, shard):
+    folder = make_tiny(tmp_path / "sharded", "2b", shards=2)
+    (tmp_path / "outside.safetensors").write_bytes(b"never opened")
+    (folder / "sub").mkdir()
+    index_path = folder / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    first = next(iter(index["weight_map"]))
+    index["weight_map"][first] = shard
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="not a plain file name in the model folder") as exc:
+        inspect_checkpoint(folder)
+    assert repr(shard) in one_line(exc)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("num_hidden_layers", 10**6), ("max_position_embeddings", 2 * 10**9), ("vocab_size", 10**9),
+    ("hidden_size", 10**7), ("intermediate_size", 10**8), ("num_attention_heads", 10**5),
+    ("num_key_value_heads", 10**5), ("head_dim", 10**5), ("head_dim", "256"), ("max_position_embeddings", 8192.5),
+    ("rms_norm_eps", "tiny"), ("rms_norm_eps", 5), ("rope_theta", -1), ("rope_theta", float("inf")),
+    ("torch_dtype", ["bfloat16"]),
+])
+def test_every_config_value_is_checked_before_anything_is_built(tiny_copy, key, value):
+    raw = json.loads((tiny_copy / "config.json").read_text())
+    raw[key] = value
+    (tiny_copy / "config.json").write_text(json.dumps(raw))
+    started = time.monotonic()
+    with pytest.raises(CheckpointError) as exc:
+        inspect_checkpoint(tiny_copy)
+    assert time.monotonic() - started < 2  # refused from the number, not after building a million layers
+    message = one_line(exc)
+    assert repr(key) in message or key in message

@@ -190,3 +190,21 @@ def test_with_an_endpoint_no_worker_starts(tmp_path_factory, server, tiny_dirs):
         assert s["published_endpoint"] == endpoint  # left as the teacher set it
     finally:
         app.stop()
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"id": "r1", "before": "x = \\ud800"}',  # an unpaired surrogate: no tokenizer can take it
+    b'{"id": "r1", "before": "x", "cellsBefore": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b'{"id": "r1", "before": "x", "settings": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}",
+])
+def test_bad_bodies_are_400s_not_500s(jupyter, raw):
+    url, token, _ = jupyter
+    r = httpx.post(f"{url}/tutor/complete", content=raw, headers=auth(token), timeout=30)
+    assert r.status_code == 400, r.text
+    assert r.json()["done"] is True and r.json()["error"]["message"]
+
+
+def test_an_oversized_body_is_413(jupyter):
+    url, token, _ = jupyter
+    r = httpx.post(f"{url}/tutor/complete", content=b" " * (4 << 20 | 1), headers=auth(token), timeout=30)
+    assert r.status_code == 413

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,10 +77,11 @@ def cmd_make_tiny(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from .backends.local import LocalBackend
     from .serving import serve
+    from .serving.access import TOKEN_ENV
     from .settings import resolve_settings
 
     settings = resolve_settings({"completion_model": args.model, "chat_model": args.chat_model,
-                                 "token": args.token, "device": args.device})
+                                 "token": args.token or os.environ.get(TOKEN_ENV) or None, "device": args.device})
     if not (settings.completion_model or settings.chat_model or args.problems):
         raise TutorError("nothing to serve: pass --model (completion) and/or --chat-model (chat), "
                          "or set TUTOR_COMPLETION_MODEL / TUTOR_CHAT_MODEL, or --problems DIR to grade.")
@@ -102,7 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     backend = LocalBackend(settings.completion_model, settings.chat_model, device=settings.device, dtype=args.dtype)
     serve(backend, host=host, port=port, token=token, max_queue=args.max_queue,
           parent_pid=args.parent_pid, grading=grading, scheduler=args.scheduler, max_per_user=args.max_per_user,
-          slots=args.slots, slot_tokens=args.slot_tokens, hub=hub, prefix=prefix)
+          slots=args.slots, slot_tokens=args.slot_tokens, hub=hub, prefix=prefix, allow_hosts=args.allow_host or ())
 
 
 def _positive(text: str) -> int:
@@ -159,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chat-model", help="instruction-tuned model for chat (default: TUTOR_CHAT_MODEL)")
     p.add_argument("--host", help="address to listen on (default: loopback only; with --hub, the Hub's)")
     p.add_argument("--port", type=int, help="default 8000 (with --hub, the Hub's); 0 picks a free port (printed)")
-    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: TUTOR_TOKEN)")
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: TUTOR_SERVE_TOKEN, else "
+                                   "TUTOR_TOKEN); needed to listen beyond loopback")
+    p.add_argument("--allow-host", action="append", metavar="NAME",
+                   help="a further name students reach the server by (Host/Origin header; repeatable; '*': any). "
+                        "Loopback names, the --host address and this machine's name are always allowed")
     p.add_argument("--hub", action="store_true",
                    help="run as a JupyterHub managed service: each request needs the student's own Hub token, "
                         "the Hub's user is the requester; address and prefix from the Hub (needs jupyterhub)")

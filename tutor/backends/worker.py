@@ -13,6 +13,7 @@ import os
 import queue
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,44 @@ def describe_exit(returncode: int | None) -> str:
     return f"exited with status {returncode}"
 
 
+def log_folder() -> Path:
+    return Path(tempfile.gettempdir()) / f"tutor-{os.getuid()}"
+
+
+def private_dir(folder: Path) -> Path:
+    """``folder`` (``log_folder()``: ``$TMPDIR/tutor-<uid>``) made with mode 0700, checked to be ours.
+
+    The temporary folder is shared by every user of the machine; a fixed name there, opened for
+    append, lets another user plant a link that makes the worker write where they choose. A folder
+    only its owner can enter, that is not a link and is owned by us, cannot be planted in.
+    """
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise BackendError(f"cannot create the worker's log folder {folder} ({exc}); set TMPDIR to a folder "
+                           "of yours.", 503, "worker_failed") from exc
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        what = ("a link" if stat.S_ISLNK(info.st_mode) else "not a folder" if not stat.S_ISDIR(info.st_mode)
+                else f"owned by uid {info.st_uid}" if info.st_uid != os.getuid()
+                else f"open to others (mode {stat.S_IMODE(info.st_mode):o})")
+        raise BackendError(f"the worker's log folder {folder} is {what}, so another user could read or redirect "
+                           "its log; remove it (it is remade private) or set TMPDIR to a folder of yours.",
+                           503, "worker_failed")
+    return folder
+
+
+def open_log(path: Path) -> int:
+    """``path`` opened for append, never through a link (a descriptor the caller closes)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise BackendError(f"cannot open the worker's log {path} ({exc.strerror}); if it is a link, remove it.",
+                           503, "worker_failed") from exc
+
+
 class ModelWorker:
     def __init__(self, completion_model: str | None, chat_model: str | None, *, device: str | None = None,
                  dtype: str | None = None, startup_timeout: float = 600.0):
@@ -59,7 +98,7 @@ class ModelWorker:
         self.url = ""
         self.token = ""
         self.restarts = 0
-        self.log_path = Path(tempfile.gettempdir()) / f"tutor-worker-{os.getpid()}.log"
+        self.log_path = log_folder() / f"worker-{os.getpid()}.log"  # checked and made when the worker starts
         self._lock = threading.Lock()
 
     def alive(self) -> bool:
@@ -97,14 +136,15 @@ class ModelWorker:
                             ("--device", self.device), ("--dtype", self.dtype)):
             if value:
                 cmd += [flag, value]
-        env = {k: v for k, v in os.environ.items() if k not in ("TUTOR_ENDPOINT",)}
+        env = {k: v for k, v in os.environ.items() if k not in ("TUTOR_ENDPOINT", "TUTOR_SERVE_TOKEN")}
         env["TUTOR_TOKEN"] = token
-        log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - the child owns it from here
+        private_dir(self.log_path.parent)
+        log = open_log(self.log_path)
         try:
             process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                                        text=True, env=env, start_new_session=True)
         finally:
-            log.close()
+            os.close(log)  # the child has its own copy
         lines: queue.Queue[str | None] = queue.Queue()
 
         def read() -> None:

@@ -145,6 +145,8 @@ def _weight_files(folder: Path) -> list[Path]:
             names = sorted(set(weight_map.values()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{index}: not a valid safetensors index ({exc}); re-download it.") from exc
+        for name in names:
+            _check_shard_name(index, name)
         missing = [n for n in names if not (folder / n).is_file()]
         if missing:
             raise CheckpointError(
@@ -170,6 +172,16 @@ def _weight_files(folder: Path) -> list[Path]:
         f"{folder}: no weights (no model.safetensors, no {INDEX_NAME}). Copy the .safetensors "
         "files of the checkpoint into this folder."
     )
+
+
+def _check_shard_name(index: Path, name: object) -> None:
+    """A shard is a plain file name in the folder: never a path that leads out of it (``../x``, ``/etc/x``)."""
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
+            or "\0" in name or os.path.isabs(name) or Path(name).name != name):
+        raise CheckpointError(
+            f"{index}: the shard name {name!r} is not a plain file name in the model folder; an index may only "
+            "name files beside it (model-00001-of-00002.safetensors). Re-download the checkpoint from its "
+            "official source.")
 
 
 def _check_tensors(config: ModelConfig, files: list[Path]) -> dict[str, Path]:

@@ -31,6 +31,21 @@ _GELU_NAMES = {"gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_fast", "gelu_tanh"
 IT_NAME = re.compile(r"(^|[-_/])it($|[-_/.:])", re.IGNORECASE)
 
 
+# What each size may be, checked before anything is built from it: a config.json that asks for a
+# million layers or a two-billion-token context is refused here, not after gigabytes are allocated.
+# CodeGemma's own values (2B / 7B) sit far inside: 256000, 2048/3072, 16384/24576, 18/28, 8/16, 256, 8192.
+RANGES: dict[str, tuple[int, int]] = {
+    "vocab_size": (1, 1 << 20),
+    "hidden_size": (1, 1 << 16),
+    "intermediate_size": (1, 1 << 18),
+    "num_hidden_layers": (1, 512),
+    "num_attention_heads": (1, 1024),
+    "num_key_value_heads": (1, 1024),
+    "head_dim": (1, 1024),
+    "max_position_embeddings": (1, 1 << 16),
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int
@@ -121,11 +136,23 @@ def parse_config(raw: dict[str, Any], *, source: str = "config.json", folder_nam
             "codegemma-7b-it folder."
         )
 
-    def need(key: str) -> int:
+    def need(key: str, default: int | None = None) -> int:
         value = raw.get(key)
+        value = default if value is None else value
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise CheckpointError(f"{source}: {key!r} must be a positive integer, found {value!r}.")
+        low, high = RANGES[key]
+        if not low <= value <= high:
+            raise CheckpointError(f"{source}: {key!r} is {value}, outside what a CodeGemma-shaped model has "
+                                  f"({low} to {high}); this config.json is damaged or not CodeGemma's.")
         return value
+
+    def real(key: str, default: float, low: float, high: float) -> float:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
+            raise CheckpointError(f"{source}: {key!r} must be a number between {low:g} and {high:g}, "
+                                  f"found {value!r}.")
+        return float(value)
 
     act = raw.get("hidden_activation") or raw.get("hidden_act") or "gelu_pytorch_tanh"
     if act not in _GELU_NAMES:
@@ -135,17 +162,20 @@ def parse_config(raw: dict[str, Any], *, source: str = "config.json", folder_nam
         )
 
     rope = raw.get("rope_parameters") or {}
+    if not isinstance(rope, dict):
+        raise CheckpointError(f"{source}: 'rope_parameters' must be an object, found {rope!r}.")
     rope_theta = rope.get("rope_theta", raw.get("rope_theta", 10000.0))
     if (rope.get("rope_type") or "default") != "default" or raw.get("rope_scaling"):
         raise CheckpointError(f"{source}: rope scaling is not part of CodeGemma; remove it from config.json.")
 
     dtype_name = raw.get("dtype") or raw.get("torch_dtype") or "bfloat16"
-    if dtype_name not in _DTYPES:
-        raise CheckpointError(f"{source}: unsupported dtype {dtype_name!r}; expected one of {sorted(_DTYPES)}.")
+    if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
+        raise CheckpointError(f"{source}: unsupported dtype {dtype_name!r} ('torch_dtype' or 'dtype'); "
+                              f"expected one of {sorted(_DTYPES)}.")
 
     num_heads = need("num_attention_heads")
-    num_kv_heads = raw.get("num_key_value_heads", num_heads)
-    if not isinstance(num_kv_heads, int) or num_kv_heads <= 0 or num_heads % num_kv_heads:
+    num_kv_heads = need("num_key_value_heads", num_heads)
+    if num_heads % num_kv_heads:
         raise CheckpointError(
             f"{source}: num_key_value_heads={num_kv_heads!r} must divide num_attention_heads={num_heads}."
         )
@@ -159,14 +189,21 @@ def parse_config(raw: dict[str, Any], *, source: str = "config.json", folder_nam
         num_heads=num_heads,
         num_kv_heads=num_kv_heads,
         # Gemma's head_dim is its own number (256), never hidden_size / heads.
-        head_dim=raw.get("head_dim") or need("hidden_size") // num_heads,
-        max_position_embeddings=raw.get("max_position_embeddings", 8192),
-        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
-        rope_theta=float(rope_theta),
+        head_dim=need("head_dim", max(1, need("hidden_size") // num_heads)),
+        max_position_embeddings=need("max_position_embeddings", 8192),
+        rms_norm_eps=real("rms_norm_eps", 1e-6, 0.0, 1.0),
+        rope_theta=_rope_theta(rope_theta, source),
         dtype=_DTYPES[dtype_name],
         instruction_tuned=bool(IT_NAME.search(name) or IT_NAME.search(folder_name)),
         name=name,
     )
+
+
+def _rope_theta(value: Any, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1.0 <= value <= 1e12:
+        raise CheckpointError(f"{source}: 'rope_theta' must be a number from 1 to 1e12 (CodeGemma: 10000), "
+                              f"found {value!r}.")
+    return float(value)
 
 
 def dtype_from_name(name: str | torch.dtype | None) -> torch.dtype | None:

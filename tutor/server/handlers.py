@@ -18,6 +18,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ..serving.schema import MAX_BODY_BYTES, check_tree, parse_body
 from .completion import Completer, CompletionRequest, Notice, RequestError, error_object
 
 _DONE = object()
@@ -44,10 +45,16 @@ class CompleteHandler(TutorHandler):
 
     @web.authenticated
     async def post(self) -> None:
+        if len(self.request.body) > MAX_BODY_BYTES:  # jupyter_server has read it; at least go no further
+            self.set_status(413)
+            self.finish(json.dumps({"error": error_object(RequestError(
+                f"the request body is too large (at most {MAX_BODY_BYTES} bytes)")), "done": True}))
+            return
         try:
-            body = json.loads(self.request.body or b"null")
+            body = parse_body(self.request.body or b"null")
+            check_tree(body)  # valid Unicode, bounded depth: what from_json's type checks cannot see
             request = CompletionRequest.from_json(body)
-        except (ValueError, RequestError) as exc:
+        except (ValueError, RequestError) as exc:  # RequestSchemaError is a ValueError
             self.set_status(400)
             self.finish(json.dumps({"error": error_object(RequestError(str(exc))), "done": True}))
             return

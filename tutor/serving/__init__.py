@@ -7,20 +7,21 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 
 import tornado.httpserver
 import tornado.netutil
 
 from ..backends.local import LocalBackend
+from .access import HostCheck, check_listen
 from .app import make_app
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from .schema import MAX_BODY_BYTES
 
 
 def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_queue: int = 64, parent_pid: int | None = None, grading=None, scheduler: str = "auto",
           max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None, hub=None,
-          prefix: str = "/") -> None:
+          prefix: str = "/", allow_hosts: Sequence[str] = ()) -> None:
     """Load the models, listen, print the URL on one line, and serve until stopped.
 
     With ``parent_pid`` the server exits when that process is gone, so a worker never outlives
@@ -31,6 +32,8 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     means the batch only for a standalone server on a GPU). With ``hub`` (a tutor.serving.hub.HubGate)
     the Hub authenticates every request, and the routes sit under ``prefix``.
     """
+    if hub is None:  # under the Hub, every request needs a Hub token
+        check_listen(host, token)  # before minutes of loading, not after
     if parent_pid is None:
         os.environ.setdefault("TUTOR_COMPILE", "1")
     elif scheduler == "auto":
@@ -38,11 +41,11 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     for role, source in backend.sources.items():
         if source:
             backend.model(role)  # load now: a broken folder fails here, with its message, not later
-    if host not in LOOPBACK and not token and hub is None:
-        print(f"tutor serve: warning: listening on {host} without --token; anyone who can reach this "
-              "machine can use the model.", file=sys.stderr)
     app = make_app(backend, token=token, max_queue=max_queue, grading=grading, scheduler=scheduler,
-                   max_per_user=max_per_user, slots=slots, slot_tokens=slot_tokens, hub=hub, prefix=prefix)
+                   max_per_user=max_per_user, slots=slots, slot_tokens=slot_tokens, hub=hub, prefix=prefix,
+                   # Under the Hub its proxy forwards the public name as Host, and the Hub's token guards
+                   # every request: the allow-list is for a server that answers anyone who reaches it.
+                   hosts=HostCheck(host, ["*"] if hub is not None else allow_hosts))
     state = app.settings["tutor_state"]
     for served in state.models.values():
         started = time.monotonic()
@@ -57,7 +60,9 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
 
 async def _serve(app, host: str, port: int, parent_pid: int | None, prefix: str = "/") -> None:
     sockets = tornado.netutil.bind_sockets(port, host)
-    server = tornado.httpserver.HTTPServer(app)
+    # Bodies past the largest limit of any endpoint are refused by tornado from Content-Length (or as a
+    # chunked body grows), before a byte is buffered; the handlers answer each endpoint's own 413.
+    server = tornado.httpserver.HTTPServer(app, max_body_size=2 * MAX_BODY_BYTES, max_buffer_size=2 * MAX_BODY_BYTES)
     server.add_sockets(sockets)
     bound = sockets[0].getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]

@@ -25,8 +25,10 @@ from tornado.iostream import StreamClosedError
 
 from ..backends.base import MAX_DRAFT_TOKENS, BackendError, Completion, GenerationOptions
 from ..backends.local import LocalBackend, Prepared
+from .access import HostCheck
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .scheduling import Generation, Scheduler, make_scheduler
+from .schema import MAX_BODY_BYTES, RequestSchemaError, parse_body, validate
 
 
 @dataclass
@@ -45,9 +47,11 @@ class ServerState:
     hub: Any = None  # a tutor.serving.hub.HubGate under JupyterHub: the Hub authenticates each request
 
     def __init__(self, backend: LocalBackend, token: str | None, max_queue: int, *, scheduler: str = "auto",
-                 max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None):
+                 max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None,
+                 hosts: HostCheck | None = None):
         self.backend = backend
         self.token = token
+        self.hosts = hosts or HostCheck("127.0.0.1")
         self.max_queue = max_queue  # requests waiting to start, per model
         self.max_per_user = max_per_user  # requests at once, per user (0: no cap)
         self.started = int(time.time())
@@ -87,24 +91,66 @@ def error_body(message: str, kind: str, status: int, param: str | None = None) -
     return {"error": {"message": message, "type": kind, "param": param, "code": status}}
 
 
+@tornado.web.stream_request_body  # so that size, Host and token are checked before the body is read
 class BaseHandler(tornado.web.RequestHandler):
     state: ServerState
+    body_limit = MAX_BODY_BYTES  # bytes a request body may have on this endpoint
     open_to_all = False  # /health: no token asked
 
     def initialize(self, state: ServerState) -> None:
         self.state = state
         self._generation: Generation | None = None
         self._client_gone = threading.Event()
+        self._chunks: list[bytes] = []
+        self._refused: tuple[int, str, str] | None = None
 
     async def prepare(self) -> None:
-        if self.state.hub is not None and not self.open_to_all:
-            return await self.state.hub.authenticate(self)  # tutor.serving.hub: sets self.user or answers 401/403
+        headers = self.request.headers
+        refusal = self._refusal_of(headers)
+        length = headers.get("Content-Length")
+        if length is not None and (not length.strip().isdigit() or int(length) > self.body_limit):
+            refusal = refusal or (413, f"The request body is too large ({length} bytes; at most "
+                                       f"{self.body_limit}).", "invalid_request_error")
+            return self.fail(*refusal)  # answered unread: the connection closes after
+        has_body = bool(length and int(length)) or "chunked" in headers.get("Transfer-Encoding", "").lower()
+        if refusal and has_body and hasattr(self, self.request.method.lower()):
+            # Answered once the body has come (and been dropped, never kept): a server that closes
+            # a connection with bytes unread resets it, and the client loses the answer.
+            self._refused = refusal
+        elif refusal:
+            return self.fail(*refusal)
+        elif self.state.hub is not None and not self.open_to_all:
+            # After the size check: asking the Hub is the authentication work a huge body must not get.
+            await self.state.hub.authenticate(self)  # tutor.serving.hub: sets self.user or answers 401/403
+            if self._finished:
+                return
+        self.request.connection.set_max_body_size(self.body_limit)  # a chunked body is cut off there too
+
+    def _refusal_of(self, headers: Any) -> tuple[int, str, str] | None:
+        """403 for a foreign Host or Origin, 401 without the token: checked before any body is read."""
+        refusal = self.state.hosts.refusal(headers.get("Host"), headers.get("Origin"))
+        if refusal:
+            return 403, refusal, "permission_error"
         token = self.state.token
-        if token and not self.open_to_all:
-            given = self.request.headers.get("Authorization", "")
+        if token and self.state.hub is None and not self.open_to_all:
+            given = headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                self.fail(401, "Missing or wrong API key: send 'Authorization: Bearer <token>'.",
-                          "authentication_error")
+                return 401, "Missing or wrong API key: send 'Authorization: Bearer <token>'.", "authentication_error"
+        return None
+
+    def refused(self) -> bool:
+        """Whether the request was refused (a body-taking method calls this first)."""
+        if self._refused is not None:
+            self.fail(*self._refused)
+            return True
+        return False
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._refused is None and not self._finished:
+            self._chunks.append(chunk)
+
+    def body_bytes(self) -> bytes:
+        return b"".join(self._chunks)
 
     def fail(self, status: int, message: str, kind: str, param: str | None = None) -> None:
         self.set_status(status)
@@ -119,6 +165,18 @@ class BaseHandler(tornado.web.RequestHandler):
         self._client_gone.set()
         if self._generation is not None:
             self._generation.cancel()
+
+
+class NotFoundHandler(BaseHandler):
+    """Any other path: an error body in the same format, so a client can show what went wrong."""
+
+    def get(self) -> None:
+        if not self.refused():
+            self.fail(404, f"No endpoint {self.request.method} {self.request.path[:200]} here; this server has "
+                      "GET /health, /metrics, /v1/models, POST /v1/completions, /v1/chat/completions.",
+                      "not_found_error")
+
+    post = put = patch = delete = get
 
 
 class HealthHandler(BaseHandler):
@@ -143,7 +201,8 @@ class MetricsHandler(BaseHandler):
 class ModelsHandler(BaseHandler):
     def get(self) -> None:
         self.write({"object": "list", "data": [
-            {"id": served.name, "object": "model", "created": self.state.started, "owned_by": "tutor"}
+            {"id": served.name, "object": "model", "created": self.state.started, "owned_by": "tutor",
+             "roles": served.roles}  # not OpenAI's: which endpoints take it (one folder may serve both)
             for served in self.state.models.values()]})
 
 
@@ -175,13 +234,13 @@ class GenerationHandler(BaseHandler):
         return f"{self.request.remote_ip}/{declared}"
 
     async def post(self) -> None:
+        if self.refused():
+            return
         arrived = time.monotonic()
-        try:
-            body = json.loads(self.request.body or b"")
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            return self.fail(400, f"The request body is not valid JSON: {exc}", "invalid_request_error")
-        if not isinstance(body, dict):
-            return self.fail(400, "The request body must be a JSON object.", "invalid_request_error")
+        try:  # before anything is tokenized or queued: no request may fail where nobody answers it
+            body = validate(parse_body(self.body_bytes()), self.endpoint)
+        except RequestSchemaError as exc:
+            return self.fail(400, str(exc), "invalid_request_error", exc.param)
         state = self.state
         user = self.requester(body)
         try:
@@ -404,15 +463,17 @@ def _text_content(content: Any) -> Any:
 
 def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int = 16, grading: Any = None,
              scheduler: str = "auto", max_per_user: int = 0, slots: int | None = None,
-             slot_tokens: int | None = None, hub: Any = None, prefix: str = "/") -> tornado.web.Application:
+             slot_tokens: int | None = None, hub: Any = None, prefix: str = "/",
+             hosts: HostCheck | None = None) -> tornado.web.Application:
     """The server's application; ``app.settings["tutor_state"].close()`` stops its schedulers.
 
     As a JupyterHub service, ``hub`` (a tutor.serving.hub.HubGate) authenticates requests instead of
-    ``token``, and every route sits under ``prefix`` (the Hub's proxy passes the whole path on)."""
+    ``token``, and every route sits under ``prefix`` (the Hub's proxy passes the whole path on).
+    ``hosts`` is the Host/Origin allow-list (default: loopback names only)."""
     from .grading import routes as grading_routes  # grading.py builds on BaseHandler above
 
     state = ServerState(backend, token, max_queue, scheduler=scheduler, max_per_user=max_per_user, slots=slots,
-                        slot_tokens=slot_tokens)
+                        slot_tokens=slot_tokens, hosts=hosts)
     state.hub = hub
     routes = [
         (r"/health", HealthHandler, {"state": state}),
@@ -424,4 +485,5 @@ def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int 
     ]
     if prefix != "/":
         routes = [(re.escape(prefix.rstrip("/")) + route[0], *route[1:]) for route in routes]
-    return tornado.web.Application(routes, tutor_state=state)
+    return tornado.web.Application(routes, tutor_state=state, default_handler_class=NotFoundHandler,
+                                   default_handler_args={"state": state})

@@ -13,7 +13,6 @@ here rather than starting 60 sandboxes.
 from __future__ import annotations
 
 import asyncio
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from ..grading import DEFAULT_LIMITS, Limits, Problem, ProblemFormatError, grade
 from ..grading.remote import MAX_CODE_CHARS, report_to_dict
 from ..grading.sandbox import SandboxError
 from .app import BaseHandler
+from .schema import RequestSchemaError, check_tree, parse_body
 
 MAX_BODY_BYTES = 4 * MAX_CODE_CHARS + 1024
 
@@ -83,16 +83,22 @@ class ProblemsHandler(_GradingHandler):
 
 
 class GradeHandler(_GradingHandler):
+    body_limit = MAX_BODY_BYTES  # BaseHandler answers 413 from Content-Length, before the body is read
+
     async def post(self) -> None:
-        if len(self.request.body) > MAX_BODY_BYTES:
+        if self.refused():
+            return
+        raw = self.body_bytes()
+        if len(raw) > MAX_BODY_BYTES:
             return self.fail(413, f"the code is too long (at most {MAX_CODE_CHARS} characters).",
                              "invalid_request_error", "code")
         try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            return self.fail(400, "the body must be JSON: {\"problem\": ID, \"code\": CODE}.", "invalid_request_error")
-        if not isinstance(body, dict):
-            return self.fail(400, "the body must be a JSON object.", "invalid_request_error")
+            body = parse_body(raw or b"{}")
+            if not isinstance(body, dict):
+                raise RequestSchemaError("the body must be a JSON object: {\"problem\": ID, \"code\": CODE}.")
+            check_tree(body)
+        except RequestSchemaError as exc:
+            return self.fail(400, str(exc), "invalid_request_error", exc.param)
         problem, code = body.get("problem"), body.get("code")
         if not isinstance(problem, str) or problem not in self.service.problems:
             return self.fail(404, f"no problem {problem!r} on this server.", "not_found_error", "problem")
