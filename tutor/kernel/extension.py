@@ -7,7 +7,10 @@ traceback is never hidden or changed; the hook itself never raises.
 
 from __future__ import annotations
 
+import os
 import traceback
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from IPython.display import display
@@ -15,6 +18,7 @@ from IPython.display import display
 from ..backends import Backend, BackendError, make_backend
 from ..settings import Settings, resolve_settings
 from ..tutoring import diagnose, explain_error, propose_fix
+from ..tutoring.policy import FEATURE_HELP, FIELDS, Layer, Policy, PolicyInForce, notebook_policy_layer, policy_from_file
 from ..widgets import Button, TutorPanel
 
 NO_MODEL = ("No model is configured. Set TUTOR_CHAT_MODEL to a codegemma-7b-it folder (or TUTOR_ENDPOINT "
@@ -30,6 +34,37 @@ class TutorExtension:
         self.enabled = True
         self.pending_fix: str | None = None  # the last checked fix, for `%tutor apply`
         self._backend: Backend | None = None
+        # The policy in force: the course file's (a broken file: the strictest, with a notice), made
+        # stricter by the notebook's own metadata where the kernel knows its notebook.
+        self.policy_state: PolicyInForce = policy_from_file(self.settings.policy)
+        notebook = os.environ.get("JPY_SESSION_NAME", "")  # the notebook's path, set by jupyter_server
+        if notebook.endswith(".ipynb"):
+            self.add_notebook_policy(notebook)
+        # Set by the practice magics: whether a cell's code is an exercise the student has not solved yet.
+        self.unsolved_exercise: Callable[[str], bool] = lambda source: False
+
+    # ------------------------------------------------------------------ policy
+
+    @property
+    def policy(self) -> Policy:
+        return self.policy_state.policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:  # set from Python in this kernel: it replaces every layer
+        self.policy_state = PolicyInForce((Layer("set in this kernel", policy, frozenset(FIELDS)),))
+
+    def add_notebook_policy(self, path: str | Path) -> None:
+        """Make the policy stricter by the notebook's ``metadata.tutor.policy``, if it has one."""
+        layer = notebook_policy_layer(path)
+        if layer is not None:
+            self.policy_state = self.policy_state.with_layer(layer)
+
+    def refusal(self, feature: str) -> str | None:
+        """None if ``feature`` may reach the model; else the plain sentence that says it is off and why."""
+        if self.policy.allows(feature):
+            return None
+        return (f"This is turned off in this course: {FEATURE_HELP[feature]} (\"{feature}\" is not among the "
+                f"policy's features; set by {self.policy_state.origin('features')}).")
 
     # ------------------------------------------------------------------ backend
 
@@ -70,15 +105,26 @@ class TutorExtension:
             panel = TutorPanel(f"{type(error).__name__}: the tutor can explain this error",
                                f"`{error_text}`", kind="error")
         hint = found.title if found is not None else None
+        may_explain = self.policy.allows("explain")
+        # No fix for an exercise not yet solved when solutions are not allowed: a fix would be its solution.
+        fix_refused = self.refusal("fix") or (
+            "A suggested fix is not offered for an exercise you have not solved yet: this course does not "
+            "allow the tutor to give solutions. Try %hint." if not self.policy.allow_solutions
+            and self.unsolved_exercise(source) else None)
         is_syntax = isinstance(error, SyntaxError)
         full_error = self._error_report(error)
 
         def more() -> None:
+            if not may_explain:
+                return
             heading = panel.markdown + "\n\n---\n\n"
             panel.stream(lambda: explain_error(self.backend(), source, full_error, hint=hint),
-                         heading=heading, after=(fix_button,))
+                         heading=heading, after=tuple(b for b in (fix_button,) if not fix_refused))
 
         def fix() -> None:
+            if fix_refused:
+                return
+
             def task() -> tuple[Button, ...]:
                 panel.status = "Asking for a fix..."
                 received = 0
@@ -92,20 +138,27 @@ class TutorExtension:
                                      to_python=self.shell.transform_cell, on_text=progress)
                 if result.status != "fixed":
                     panel.status = result.message
-                    return (more_button,)
+                    return tuple(b for b in (more_button,) if may_explain)
                 self.pending_fix = result.code
                 panel.set_markdown(f"**Suggested fix** (checked: it compiles and changes only what is needed)"
                                    f"\n\n```diff\n{result.diff}```\n\n{result.explanation}")
                 panel.status = "Your cell is unchanged. Insert the fix below it (or run `%tutor apply`)."
-                return (more_button, Button("insert", "Insert below", insert=result.code))
+                insert = Button("insert", "Insert below", insert=result.code)
+                return (*(b for b in (more_button,) if may_explain), insert)
 
             panel.run(task)
 
         more_button = Button("more", "Explain more", more, disabled=not self.has_chat_model)
         fix_button = Button("fix", "Suggest a fix", fix, disabled=not self.has_chat_model)
-        panel.set_buttons(more_button, fix_button)
-        if not self.has_chat_model:
+        panel.set_buttons(*(b for b, shown in ((more_button, may_explain), (fix_button, not fix_refused)) if shown))
+        off = [what for what, feature in (("explanations by the model", "explain"), ("suggested fixes", "fix"))
+               if not self.policy.allows(feature)]
+        if not self.has_chat_model and (may_explain or not fix_refused):
             panel.status = NO_MODEL
+        elif fix_refused and self.policy.allows("fix"):
+            panel.status = fix_refused  # the exercise is not solved yet
+        elif off:
+            panel.status = f"{' and '.join(off).capitalize()} are turned off in this course."
         return panel
 
     @staticmethod

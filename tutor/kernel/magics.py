@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import reprlib
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -33,6 +34,7 @@ class TutorMagics(Magics):
         """Explain code: `%%explain` the cell's code (not run), `%explain name` an object, `%explain` the
         previous cell."""
         args = parse_argstring(self.explain, line)
+        self._allowed("explain")
         code = cell if cell is not None else self._code_for(args.name)
         if not code.strip():
             raise UsageError("there is no code to explain: the cell is empty.")
@@ -42,6 +44,12 @@ class TutorMagics(Magics):
             panel.status = NO_MODEL
             return
         panel.stream(lambda: explain(self.ext.backend(), code, level=args.level, language=args.language))
+
+    def _allowed(self, feature: str) -> None:
+        """Ask the policy before anything reaches the model; a refusal is one plain line."""
+        refusal = self.ext.refusal(feature)
+        if refusal:
+            raise UsageError(refusal)
 
     def _code_for(self, name: str | None) -> str:
         if not name:
@@ -68,16 +76,39 @@ class TutorMagics(Magics):
             self.ext.enabled = command == "on"
             print(f"tutor: help when a cell fails is {command}.")
         elif command == "apply":
+            self._allowed("fix")
             if self.ext.pending_fix is None:
                 raise UsageError("there is no checked fix yet: press 'Suggest a fix' under a failing cell first.")
             self.shell.set_next_input(self.ext.pending_fix, replace=False)
         elif command == "":
+            self._allowed("chat")
             if not self.ext.has_chat_model:
                 print(NO_MODEL)
                 return
-            display(ChatWidget(Conversation(self.ext.backend(), cells=self._cells)))
+            display(ChatWidget(Conversation(self.ext.backend(), cells=self._cells), guard=self._reply_guard()))
         else:
             raise UsageError(TUTOR_USAGE)
+
+    def _reply_guard(self) -> Callable[[str], tuple[str, str]] | None:
+        """The guard on chat replies while an exercise is open (or words are avoided): None if nothing to guard."""
+        practice = self.shell.magics_manager.registry.get("PracticeMagics")
+        policy = self.ext.policy
+        if practice is None or (policy.allow_solutions and not policy.avoid_words):
+            return None
+
+        def guard(text: str) -> tuple[str, str]:
+            from ..grading.student import load_full
+            from ..tutoring.practice import guard_reply
+
+            try:
+                current = practice._practice()  # noqa: SLF001 - the exercise the student works on now
+            except UsageError:
+                current = None
+            problem = load_full(current.problem) if current is not None else None
+            guarded = guard_reply(text, problem, self.ext.policy)
+            return guarded.text, (f"Part of the reply was removed: {guarded.reason}." if guarded.reason else "")
+
+        return guard
 
     def _cells(self) -> list[str]:
         raw = self.shell.history_manager.input_hist_raw[1:]
@@ -95,6 +126,8 @@ class TutorMagics(Magics):
                  f"  help when a cell fails: {'on' if self.ext.enabled else 'off'}"]
         if self.ext._backend is not None:  # noqa: SLF001 - reporting only
             lines.append(f"  backend: {self.ext._backend.describe()}")  # noqa: SLF001
+        lines.append("  policy in force (each part: where it came from):")
+        lines += ["    " + line for line in self.ext.policy_state.describe()]
         from ..grading import sandbox_report  # what grading protects on this machine, and what not
 
         lines += ["  " + line for line in sandbox_report().lines()]

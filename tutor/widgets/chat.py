@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,13 @@ class ChatWidget(anywidget.AnyWidget):
     state = traitlets.Unicode("idle").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, conversation: Conversation, **kwargs: Any):
+    def __init__(self, conversation: Conversation, *, guard: Callable[[str], tuple[str, str]] | None = None,
+                 **kwargs: Any):
+        """``guard``, where given, sees each whole reply before the student does and returns (the text to
+        show, why something was removed); the reply is then not streamed."""
         super().__init__(**kwargs)
         self.conversation = conversation
+        self.guard = guard
         self._stream = None
         self.on_msg(self._on_msg)
 
@@ -49,7 +54,19 @@ class ChatWidget(anywidget.AnyWidget):
         def work() -> None:
             try:
                 self._stream = self.conversation.ask(question)
-                show_streaming(self._stream, self._show)
+                if self.guard is None:
+                    show_streaming(self._stream, self._show)
+                else:
+                    received = 0
+                    for piece in self._stream:  # checked before it is shown: a draft could be the solution
+                        received += len(piece)
+                        self.status = f"Thinking... ({received} characters; checked before it is shown)"
+                    text, why = self.guard(self._stream.result.text)
+                    self._show(text)
+                    self.status = why
+                    if self._stream.result.finish_reason == "cancelled":
+                        self.status = "Stopped."
+                    return
                 self.status = "Stopped." if self._stream.result.finish_reason == "cancelled" else ""
             except (TutorError, ValueError) as exc:
                 self.status = str(exc)
