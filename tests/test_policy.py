@@ -66,13 +66,12 @@ def test_bad_json_gives_its_line_and_duplicates_are_refused():
     [bad] = errors_of('{\n  "max_hints": 2,\n  "features": ["chat",]\n}')
     assert bad.startswith("course.json:3: not valid JSON")
     [twice] = errors_of('{\n "max_hints": 2,\n "max_hints": 4\n}')
-    assert twice.startswith("course.json:2: the key 'max_hints' appears twice")
+    assert twice.startswith("course.json:3: the key 'max_hints' appears twice")
     assert errors_of("[]") == ["course.json:1: the policy must be a JSON object ({...}), not a list."]
 
 
 def test_old_imports_keep_working():
-    from tutor.tutoring import policy
-    from tutor.tutoring import practice
+    from tutor.tutoring import policy, practice
 
     assert practice.Policy is policy.Policy and practice.load_policy is policy.load_policy
 
@@ -167,7 +166,8 @@ def largest():
     return load_bank().get("largest")
 
 
-RENAMED = "def biggest(xs):\n    top = xs[0]\n    for x in xs[1:]:\n        if x > top:\n            top = x\n    return top\n"
+RENAMED = ("def biggest(xs):\n    top = xs[0]\n    for x in xs[1:]:\n        if x > top:\n            top = x\n"
+           "    return top\n")
 
 
 def test_code_is_found_in_every_form_markdown_shows():

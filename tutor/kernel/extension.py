@@ -18,7 +18,15 @@ from IPython.display import display
 from ..backends import Backend, BackendError, make_backend
 from ..settings import Settings, resolve_settings
 from ..tutoring import diagnose, explain_error, propose_fix
-from ..tutoring.policy import FEATURE_HELP, FIELDS, Layer, Policy, PolicyInForce, notebook_policy_layer, policy_from_file
+from ..tutoring.policy import (
+    FEATURE_HELP,
+    FIELDS,
+    Layer,
+    Policy,
+    PolicyInForce,
+    notebook_policy_layer,
+    policy_from_file,
+)
 from ..widgets import Button, TutorPanel
 
 NO_MODEL = ("No model is configured. Set TUTOR_CHAT_MODEL to a codegemma-7b-it folder (or TUTOR_ENDPOINT "

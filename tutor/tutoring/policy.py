@@ -135,12 +135,15 @@ def _check_field(name: str, value: Any) -> tuple[Any, str | None]:
     return tuple(value), None
 
 
-def _key_line(text: str | None, key: str) -> int | None:
-    """The line of ``key`` in the JSON text (its first appearance as an object key)."""
+def _key_line(text: str | None, key: str, *, last: bool = False) -> int | None:
+    """The line of ``key`` in the JSON text (its first appearance as an object key, or its last)."""
     if text is None:
         return None
-    match = re.search(re.escape(json.dumps(key)) + r"\s*:", text)
-    return text.count("\n", 0, match.start()) + 1 if match else None
+    matches = list(re.finditer(re.escape(json.dumps(key)) + r"\s*:", text))
+    if not matches:
+        return None
+    match = matches[-1] if last else matches[0]
+    return text.count("\n", 0, match.start()) + 1
 
 
 def validate(data: Any, source: str, text: str | None = None) -> tuple[Policy, frozenset[str]]:
@@ -186,7 +189,7 @@ def parse_policy(text: str, source: str = "<policy>") -> tuple[Policy, frozenset
             from None
     except ValueError as exc:  # a duplicate key: the second would silently win
         key = str(exc).split("'")[1] if "'" in str(exc) else ""
-        raise PolicyError(source, [PolicyProblem(_key_line(text, key), f"{exc}; keep one.")]) from None
+        raise PolicyError(source, [PolicyProblem(_key_line(text, key, last=True), f"{exc}; keep one.")]) from None
     return validate(data, source, text)
 
 
@@ -223,10 +226,16 @@ class PolicyInForce:
 
     @property
     def policy(self) -> Policy:
-        policy = Policy()
-        for layer in self.layers:
-            policy = policy.stricter(layer.policy, layer.keys)
-        return policy
+        """Per field: the default where no layer sets it, else the strictest value of the layers that do."""
+        values: dict[str, Any] = {}
+        for name in FIELDS:
+            setting = [layer.policy for layer in self.layers if name in layer.keys]
+            if setting:
+                combined = setting[0]
+                for other in setting[1:]:
+                    combined = combined.stricter(other, (name,))
+                values[name] = getattr(combined, name)
+        return Policy(**values)
 
     def allows(self, feature: str) -> bool:
         return self.policy.allows(feature)
