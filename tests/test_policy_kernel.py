@@ -44,7 +44,7 @@ def test_a_broken_policy_file_falls_back_to_the_strictest_and_says_why_once(tmp_
         assert f"{path}:2: 'allow_solutions' must be true or false" in said
         assert f"{path}:3: unknown key 'max_hint'; did you mean 'max_hints'?" in said
         assert f"tutor policy check {path}" in said
-        assert stream_of(k.run("%load_ext tutor"), "stdout") == ""  # said once
+        assert "has a mistake" not in stream_of(k.run("%load_ext tutor"), "stdout")  # said once
         # the strictest policy: no chat, no fixes, no code writing; explanations stay
         assert "turned off in this course" in stderr_of(k.run("%tutor"))
         assert "turned off" in stderr_of(k.run("%%generate\nsquares of 0..9"))
