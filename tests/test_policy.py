@@ -201,6 +201,7 @@ def test_a_solution_is_the_same_up_to_names_lambdas_and_docstrings(largest):
     "Try `sorted(numbers)[-1]`.",  # an expression in the exercise's parameter
     "Use this:\n\n```\nfrom builtins import sorted as s\ndef top(v):\n    return s(v)[-1]\n```\n",  # an alias
     "def largest(numbers): return sorted(numbers)[-1]\n",  # as plain text
+    f"Print it: `print({RENAMED!r})`",  # the solution's text in a string
 ])
 def test_a_solution_in_any_form_is_withheld(largest, reply):
     guarded = guard_reply(reply, largest, Policy())

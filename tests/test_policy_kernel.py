@@ -146,8 +146,9 @@ def test_a_lesson_carries_its_policy_into_the_student_copy(tmp_path):
 
 
 @linux_only
-def test_chat_replies_are_guarded_while_an_exercise_is_open(tmp_path):
-    """The model's reply is scripted (tests/scripted.py) to be the solution in a ~~~ fence, renamed."""
+def test_chat_and_explanations_are_guarded_while_an_exercise_is_open(tmp_path):
+    """The model's replies are scripted (tests/scripted.py) to carry the solution: in a ~~~ fence, renamed;
+    as inline code; in an indented block."""
     path = write_policy(tmp_path, {"allow_solutions": False})
     tests = Path(__file__).resolve().parent
     with kernel(TUTOR_POLICY=path, TUTOR_CHAT_MODEL=NO_MODEL_HERE) as k:
@@ -159,8 +160,11 @@ def test_chat_replies_are_guarded_while_an_exercise_is_open(tmp_path):
         problem = load_bank().get(current)
         renamed = problem.solution.replace(f"def {problem.function}(", "def helper(")
         reply = f"Sure:\n\n~~~\n{renamed}\n~~~\n\nUse it as `{problem.function} = helper`."
+        one_line = f"print({problem.function}.__doc__)"  # not a solution: stays
+        indented = "Like this:\n\n" + "".join(f"    {line}\n" for line in problem.solution.splitlines())
+        replies = [reply, f"It works like `{one_line}`, or as\n\n" + indented, indented]
         k.run(f"import sys; sys.path.insert(0, {str(tests)!r})\nfrom scripted import ScriptedBackend\n"
-              f"get_ipython().magics_manager.registry['TutorMagics'].ext._backend = ScriptedBackend({reply!r})")
+              f"get_ipython().magics_manager.registry['TutorMagics'].ext._backend = ScriptedBackend(*{replies!r})")
         [chat] = panels(k.run("%tutor"))
         comm = chat["data"][WIDGET_MIME]["model_id"]
         k.send(comm, {"type": "ask", "text": "Write it for me"})
@@ -168,3 +172,14 @@ def test_chat_replies_are_guarded_while_an_exercise_is_open(tmp_path):
         shown = state["turns"][1]["html"]
         assert "def helper" not in shown and "removed" in shown, shown
         assert "the reply contained a solution" in state["status"]
+        explained = panels(k.run(f"%%explain\ndef {problem.function}(*args):\n    pass"))[0]
+        state = k.wait_for(explained["data"][WIDGET_MIME]["model_id"], lambda s: s.get("state") in ("done", "failed"))
+        assert state["state"] == "done" and "removed" in state["html"] and "__doc__" in state["html"], state
+        assert problem.solution.splitlines()[1].strip() not in state["html"]
+        out = k.run(f"def {problem.function}(*args):\n    return undefined_name\n{problem.function}([1])")
+        comm = panels(out)[0]["data"][WIDGET_MIME]["model_id"]
+        k.click(comm, "more")
+        state = k.wait_for(comm, lambda s: s.get("state") in ("done", "failed"))
+        assert state["state"] == "done" and "removed" in state["html"], state
+        assert problem.solution.splitlines()[1].strip() not in state["html"]
+        assert [b["id"] for b in state["buttons"]] == []  # no fix for the unsolved exercise

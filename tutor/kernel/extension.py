@@ -48,8 +48,10 @@ class TutorExtension:
         notebook = os.environ.get("JPY_SESSION_NAME", "")  # the notebook's path, set by jupyter_server
         if notebook.endswith(".ipynb"):
             self.add_notebook_policy(notebook)
-        # Set by the practice magics: whether a cell's code is an exercise the student has not solved yet.
+        # Set by the practice magics: whether a cell's code is an exercise the student has not solved yet,
+        # and the exercise open now (the whole problem, read for one guard call).
         self.unsolved_exercise: Callable[[str], bool] = lambda source: False
+        self.open_exercise: Callable[[], Any] = lambda: None
 
     # ------------------------------------------------------------------ policy
 
@@ -92,6 +94,42 @@ class TutorExtension:
             self._backend.close()
             self._backend = None
 
+    def reply_guard(self) -> Callable[[str], tuple[str, str]] | None:
+        """The guard on a model reply now (tutor.tutoring.practice.guard_reply): (text to show, why something was
+        removed). None when there is nothing to guard: no exercise open (or solutions allowed), no avoided words."""
+        guarding_solutions = not self.policy.allow_solutions and self.open_exercise() is not None
+        if not guarding_solutions and not self.policy.avoid_words:
+            return None
+
+        def guard(text: str) -> tuple[str, str]:
+            from ..tutoring.practice import guard_reply
+
+            guarded = guard_reply(text, self.open_exercise(), self.policy)
+            return guarded.text, (f"Part of the reply was removed: {guarded.reason}." if guarded.reason else "")
+
+        return guard
+
+    def show_reply(self, panel: TutorPanel, start: Callable[[], Any], *, heading: str = "",
+                   after: tuple[Button, ...] = ()) -> None:
+        """Stream a model reply into ``panel``; while an exercise is open and solutions are not allowed, the
+        reply is checked by the guard first and shown whole (a draft could be the solution)."""
+        guard = self.reply_guard()
+        if guard is None:
+            panel.stream(start, heading=heading, after=after)
+            return
+
+        def task() -> None:
+            stream = panel._stream = start()  # noqa: SLF001 - so the panel's Stop button stops it
+            received = 0
+            for piece in stream:
+                received += len(piece)
+                panel.status = f"Writing... ({received} characters; checked before it is shown)"
+            text, why = guard(stream.result.text if stream.result is not None else "")
+            panel.set_markdown(heading + text)
+            panel.status = why
+
+        panel.run(task, after=after)
+
     # ------------------------------------------------------------------ the error hook
 
     def post_run_cell(self, result: Any) -> None:
@@ -126,8 +164,8 @@ class TutorExtension:
             if not may_explain:
                 return
             heading = panel.markdown + "\n\n---\n\n"
-            panel.stream(lambda: explain_error(self.backend(), source, full_error, hint=hint),
-                         heading=heading, after=tuple(b for b in (fix_button,) if not fix_refused))
+            self.show_reply(panel, lambda: explain_error(self.backend(), source, full_error, hint=hint),
+                            heading=heading, after=tuple(b for b in (fix_button,) if not fix_refused))
 
         def fix() -> None:
             if fix_refused:

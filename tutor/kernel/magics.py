@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import reprlib
-from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -43,7 +42,7 @@ class TutorMagics(Magics):
         if not self.ext.has_chat_model:
             panel.status = NO_MODEL
             return
-        panel.stream(lambda: explain(self.ext.backend(), code, level=args.level, language=args.language))
+        self.ext.show_reply(panel, lambda: explain(self.ext.backend(), code, level=args.level, language=args.language))
 
     def _allowed(self, feature: str) -> None:
         """Ask the policy before anything reaches the model; a refusal is one plain line."""
@@ -85,30 +84,9 @@ class TutorMagics(Magics):
             if not self.ext.has_chat_model:
                 print(NO_MODEL)
                 return
-            display(ChatWidget(Conversation(self.ext.backend(), cells=self._cells), guard=self._reply_guard()))
+            display(ChatWidget(Conversation(self.ext.backend(), cells=self._cells), guard=self.ext.reply_guard))
         else:
             raise UsageError(TUTOR_USAGE)
-
-    def _reply_guard(self) -> Callable[[str], tuple[str, str]] | None:
-        """The guard on chat replies while an exercise is open (or words are avoided): None if nothing to guard."""
-        practice = self.shell.magics_manager.registry.get("PracticeMagics")
-        policy = self.ext.policy
-        if practice is None or (policy.allow_solutions and not policy.avoid_words):
-            return None
-
-        def guard(text: str) -> tuple[str, str]:
-            from ..grading.student import load_full
-            from ..tutoring.practice import guard_reply
-
-            try:
-                current = practice._practice()  # noqa: SLF001 - the exercise the student works on now
-            except UsageError:
-                current = None
-            problem = load_full(current.problem) if current is not None else None
-            guarded = guard_reply(text, problem, self.ext.policy)
-            return guarded.text, (f"Part of the reply was removed: {guarded.reason}." if guarded.reason else "")
-
-        return guard
 
     def _cells(self) -> list[str]:
         raw = self.shell.history_manager.input_hist_raw[1:]

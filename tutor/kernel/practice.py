@@ -95,6 +95,7 @@ class PracticeMagics(Magics):
         self.lesson: dict[str, Practice] = {}  # a lesson's exercises, by id (registered by %lesson)
         self.solved: set[str] = set()  # exercises whose check passed in this kernel
         extension.unsolved_exercise = self.unsolved_exercise
+        extension.open_exercise = self.open_exercise
         settings = extension.settings
         self.remote = RemoteGrader(settings.endpoint, settings.token) if settings.endpoint else None
 
@@ -112,6 +113,15 @@ class PracticeMagics(Magics):
         open_ones = [*self.lesson.values(), *([self.current] if self.current else [])]
         return any(p.problem.function and _defines(source, p.problem.function) and p.problem.id not in self.solved
                    for p in open_ones)
+
+    def open_exercise(self) -> Any:
+        """The whole problem (solution and tests, read from its file for this call) of the exercise open now,
+        for the guard on model replies; None if there is none."""
+        try:
+            practice = self._practice()
+        except UsageError:
+            return None
+        return load_full(practice.problem)
 
     def _refuse(self, feature: str) -> None:
         refusal = self.ext.refusal(feature)

@@ -230,6 +230,11 @@ class Checker:
             return False
         if same_as_solution(code, self.problem):
             return True
+        tree = _parse(code)
+        for node in ast.walk(tree) if tree is not None else ():  # the solution's text inside a string literal
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "\n" in node.value \
+                    and same_as_solution(node.value, self.problem):
+                return True
         for program in _runnable(code, self.problem, self.params):
             if self.runs_left <= 0:
                 self.unchecked += 1

@@ -26,10 +26,10 @@ class ChatWidget(anywidget.AnyWidget):
     state = traitlets.Unicode("idle").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, conversation: Conversation, *, guard: Callable[[str], tuple[str, str]] | None = None,
-                 **kwargs: Any):
-        """``guard``, where given, sees each whole reply before the student does and returns (the text to
-        show, why something was removed); the reply is then not streamed."""
+    def __init__(self, conversation: Conversation, *,
+                 guard: Callable[[], Callable[[str], tuple[str, str]] | None] | None = None, **kwargs: Any):
+        """``guard()``, asked at each question, gives None (stream the reply) or a check that sees the whole reply
+        before the student does and returns (the text to show, why something was removed)."""
         super().__init__(**kwargs)
         self.conversation = conversation
         self.guard = guard
@@ -53,15 +53,16 @@ class ChatWidget(anywidget.AnyWidget):
 
         def work() -> None:
             try:
+                check = self.guard() if self.guard is not None else None
                 self._stream = self.conversation.ask(question)
-                if self.guard is None:
+                if check is None:
                     show_streaming(self._stream, self._show)
                 else:
                     received = 0
                     for piece in self._stream:  # checked before it is shown: a draft could be the solution
                         received += len(piece)
                         self.status = f"Thinking... ({received} characters; checked before it is shown)"
-                    text, why = self.guard(self._stream.result.text)
+                    text, why = check(self._stream.result.text)
                     self._show(text)
                     self.status = why
                     if self._stream.result.finish_reason == "cancelled":
