@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 
+import httpx
 import nbformat
 import pytest
 from scripted import ScriptedBackend
@@ -222,3 +223,39 @@ def test_the_guard_keeps_other_code_and_bounds_its_runs(largest, monkeypatch):
     text, removed, unchecked = withhold_solutions(many, largest)
     assert len(runs) == 8 and (removed, unchecked) == (4, 4)  # the rest withheld unchecked: fail closed
     assert text.count("code removed") == 4
+
+
+def test_a_real_jupyter_server_refuses_inline_completion_where_the_notebook_says_so(tmp_path_factory, tiny_dirs):
+    from test_server_ext import auth, base_env, body, start_server, status
+
+    root = tmp_path_factory.mktemp("policy-server")
+    exam = nbformat.v4.new_notebook()
+    exam.metadata["tutor"] = {"policy": {"features": ["explain", "hints", "practice"]}}
+    nbformat.write(exam, root / "exam.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), root / "free.ipynb")
+    course = root / "course.json"
+    course.write_text(json.dumps({"max_hints": 2}))
+    env = {**base_env(), "TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"]), "TUTOR_POLICY": str(course)}
+    app = start_server(root, env, tmp_path_factory.mktemp("config"))
+    try:
+        refused = httpx.post(f"{app.url}/tutor/complete", json=body(path="exam.ipynb"), headers=auth(app.token),
+                             timeout=30)
+        last = json.loads(refused.text.splitlines()[-1])
+        assert last["done"] is True and last["error"]["kind"] == "policy_refused", last
+        assert "notebook metadata of exam.ipynb" in last["error"]["message"]
+        assert status(app.url, app.token)["worker_pid"] is None  # nothing was started for it
+        free = httpx.post(f"{app.url}/tutor/complete", json=body(path="free.ipynb"), headers=auth(app.token),
+                          timeout=120)
+        last = json.loads(free.text.splitlines()[-1])
+        assert last["done"] is True and "error" not in last, last
+    finally:
+        app.stop()
+    course.write_text('{"features": ["chat"')  # broken: the strictest policy, said in the server's log
+    app = start_server(root, env, tmp_path_factory.mktemp("config"))
+    try:
+        refused = httpx.post(f"{app.url}/tutor/complete", json=body(path="free.ipynb"), headers=auth(app.token),
+                             timeout=30)
+        assert json.loads(refused.text.splitlines()[-1])["error"]["kind"] == "policy_refused"
+        assert "has a mistake" in app.log.read_text()
+    finally:
+        app.stop()
