@@ -45,9 +45,12 @@ class TutorExtension:
         # The policy in force: the course file's (a broken file: the strictest, with a notice), made
         # stricter by the notebook's own metadata where the kernel knows its notebook.
         self.policy_state: PolicyInForce = policy_from_file(self.settings.policy)
-        notebook = os.environ.get("JPY_SESSION_NAME", "")  # the notebook's path, set by jupyter_server
+        # The notebook's path, set by jupyter_server: absolute, or (older servers) relative to the server's
+        # root, when the kernel's folder is the notebook's own.
+        notebook = os.environ.get("JPY_SESSION_NAME", "")
         if notebook.endswith(".ipynb"):
-            self.add_notebook_policy(notebook)
+            path = Path(notebook)
+            self.add_notebook_policy(path if path.is_file() else Path.cwd() / path.name)
         # Set by the practice magics: whether a cell's code is an exercise the student has not solved yet,
         # and the exercise open now (the whole problem, read for one guard call).
         self.unsolved_exercise: Callable[[str], bool] = lambda source: False
