@@ -35,6 +35,8 @@ def lab(tmp_path_factory, tiny_dirs):
                 nbformat.v4.new_code_cell("scores = [90, 85]\nprint(scores[5])")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "failing.ipynb")
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext tutor\n%tutor")]
+    nbformat.write(nb, root / "chat.ipynb")
     config = tmp_path_factory.mktemp("jupyter-config")
     # No announcements, no news: the page should not wait on the network.
     (config / "labconfig").mkdir()
@@ -46,6 +48,23 @@ def lab(tmp_path_factory, tiny_dirs):
     app = start_jupyter("jupyterlab", root, env, "--LabApp.news_url=None")
     yield app.url, app.token
     app.stop()
+
+
+def open_and_run_all(page, url: str, token: str, notebook: str, cells: int) -> None:
+    # A workspace of its own: JupyterLab would otherwise reopen the other tests' notebooks beside it.
+    workspace = notebook.removesuffix(".ipynb")
+    page.goto(f"{url}/lab/workspaces/{workspace}/tree/{notebook}?token={token}", timeout=120_000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    # The kernel must be connected and idle (the status bar says so) before cells are run.
+    expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(timeout=120_000)
+    for _ in range(3):  # a run that races the kernel's start is not executed: try again
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_text("Run All Cells", exact=True).click()
+        try:
+            expect(page.locator(".jp-InputPrompt", has_text=f"[{cells}]:")).to_have_count(1, timeout=30_000)
+            break
+        except AssertionError:
+            continue
 
 
 def test_a_failing_cell_gets_the_tutor_panel_and_its_buttons_work(lab):
@@ -100,6 +119,39 @@ def test_a_failing_cell_gets_the_tutor_panel_and_its_buttons_work(lab):
             assert page.locator(".jp-Cell").nth(1).locator(".cm-content").inner_text().startswith("scores = [90, 85]")
         except Exception:
             page.screenshot(path=str(OUTPUT / "failure.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def test_the_chat_sends_on_enter_and_shift_enter_starts_a_new_line(lab):
+    url, token = lab
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            open_and_run_all(page, url, token, "chat.ipynb", 1)
+            chat = page.locator(".tutor-chat")
+            expect(chat).to_be_visible(timeout=120_000)
+            box = chat.locator(".tutor-chat-input")
+            box.click()
+            box.press_sequentially("What is a list?")
+            box.press("Shift+Enter")  # a new line, not a message, and not JupyterLab's "run the cell"
+            box.press_sequentially("And a tuple?")
+            expect(box).to_have_value("What is a list?\nAnd a tuple?")
+            assert chat.locator(".tutor-chat-turn").count() == 0
+            box.press("Enter")
+            user = chat.locator(".tutor-chat-turn[data-role='user']")
+            expect(user).to_have_count(1, timeout=30_000)
+            expect(user).to_contain_text("What is a list?")
+            expect(user).to_contain_text("And a tuple?")
+            expect(box).to_have_value("")
+            expect(chat).to_have_attribute("data-state", "idle", timeout=120_000)
+            expect(page.locator(".jp-Cell")).to_have_count(1)  # no key reached the notebook
+            page.screenshot(path=str(OUTPUT / "chat.png"))
+        except Exception:
+            page.screenshot(path=str(OUTPUT / "chat-failure.png"))
             raise
         finally:
             browser.close()

@@ -84,3 +84,14 @@ def test_pickle_checkpoint_refused_on_the_command_line(tmp_path):
     done = tutor("complete", "--model", str(folder), "--prefix", "x")
     assert done.returncode == 2
     assert "pickle checkpoints are refused" in done.stderr
+
+
+def test_a_missing_dependency_is_one_line_naming_it(tmp_path):
+    # numpy hidden after torch has loaded: what `tutor make-tiny` met in an install without numpy
+    code = ("import sys, torch; sys.modules['numpy'] = None; from tutor.cli import main; "
+            f"sys.exit(main(['make-tiny', {str(tmp_path / 'tiny')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "tutor: error: the Python module 'numpy' is not installed" in result.stderr
+    assert "pip install numpy" in result.stderr

@@ -145,6 +145,35 @@ CASES = [
     ("unpack", "a, b = [1, 2, 3]\n", "unpack-count", 1, "too many", "as many names"),
     ("zero-division", "x = 0\nprint(1 / x)\n", "zero-division", 2, "zero", "`if x != 0:`"),
     ("zero-modulo", "r = 7 % 0\n", "zero-division", 1, "zero", "other than 0"),
+    # a nested function changing its outer function's variable; a built-in's name reused inside a function
+    ("closure-counter", "def outer():\n    n = 0\n    def inner():\n        n += 1\n    inner()\nouter()\n",
+     "unbound-local", 4, "", "`nonlocal n`"),
+    ("builtin-shadowed-local", "def f(xs):\n    sum = sum(xs)\n    return sum\nf([1])\n", "unbound-local", 2, "",
+     "another name"),
+    ("zero-negative-power", "x = 0\ny = x ** -1\n", "zero-division", 2, "negative power", "base is not 0"),
+    ("generator-len", "g = (n for n in [1, 2])\nprint(len(g))\n", "not-iterable", 2, "no length", "len(list("),
+    ("plus-equals-swapped", "s = 'a'\ns =+ 'b'\n", "argument-type", 2, "=+", "`s += 'b'`"),
+    ("unpack-starred", "a, b, *rest = [1]\n", "unpack-count", 1, "not enough", "fewer names"),
+    ("flat-list-two-positions", "a = [1, 2, 3]\nprint(a[0, 1])\n", "index-type", 2, "", "a slice"),
+    ("grid-two-positions", "g = [[1, 2], [3, 4]]\nprint(g[1, 0])\n", "index-type", 2, "", "`grid[1][2]`"),
+    ("matmul-assign-on-text", "s = 'ab'\ns @= 2\n", "type-mismatch", 2, "matrix", "use `*`"),
+    ("word-in-arithmetic", "w = 'pear'\nn = w - 1\n", "type-mismatch", 2, "text", "`'pear'` is not a number"),
+    ("digits-in-arithmetic", "w = '7'\nn = w - 1\n", "type-mismatch", 2, "text", "`int(...)`"),
+    # two operators in a row: joined or swapped they may make one operator
+    ("reversed-less-equal", "x = 4\nif x =< 5:\n    pass\n", "incomplete-expression", 2, "next to each other",
+     "`if x <= 5:`"),
+    ("space-in-operator", "n = 8\nn / = 2\n", "incomplete-expression", 2, "next to each other", "`n /= 2`"),
+    ("two-operators", "x = 3 */ 4\n", "incomplete-expression", 1, "next to each other", "remove `*` or `/`"),
+    # a list where a text method was meant: `.join` belongs to the separator
+    ("list-join", "words = ['a', 'b']\ntext = words.join('-')\n", "wrong-type-method", 2, "join",
+     "`'-'.join(words)`"),
+    ("list-replace", "words = ['a', 'b']\nwords.replace('a', 'c')\n", "wrong-type-method", 2, "replace",
+     "`[item.replace('a', 'c') for item in words]`"),
+    ("chainmap-popitem", "from collections import ChainMap\nc = ChainMap({}, {1: 2})\nc.popitem()\n",
+     "empty-sequence", 3, "nothing left", "maps[0]"),
+    ("sort-dicts", "rows = [{'n': 2}, {'n': 1}]\nrows.sort()\n", "compare-types", 2, "can't be ordered", "key="),
+    ("def-semicolon", "def f(x);\n    return x\n", "missing-colon", 1, "colon", "`def f(x):`"),
+    ("import-dotted-typo", "import math.sqroot\n", "module-not-found", 1, "nothing called", "`from math import sqrt`"),
     # imports
     ("module-numpi", "import numpi\n", "module-not-found", 1, "numpi", "`numpy`"),
     ("module-panda", "import panda as pd\n", "module-not-found", 1, "panda", "`pandas`"),
@@ -172,6 +201,30 @@ def test_real_errors(source, kind, line, title_has, suggestion_has):
     assert 2 <= len(sentences) <= 5, found.explanation
     for text in (found.title, found.explanation, found.suggestion or ""):
         assert not _html(text), text
+
+
+# Say less rather than something wrong: no rule may claim these with the kind given (what the tutor said once)
+SAYS_LESS = [
+    ("second-star-in-def", "def f(a, *, *):\n    pass\n", "incomplete-expression"),  # the comma is not the problem
+    ("and-in-import", "from math import sin, and cos\n", "incomplete-expression"),
+    ("bad-string-prefix", "name = 'A'\ngreet = bf'Hi {name}'\n", "two-statements"),
+    ("walrus-name-with-space", "print(first name := 'Ana')\n", "missing-quotes"),  # names, not text
+    ("called-class", "window = Window()\n", "missing-quotes"),
+    ("module-attribute", "x = Statistics.mean([1])\n", "missing-quotes"),
+]
+
+
+@pytest.mark.parametrize("source, not_kind", [pytest.param(*case[1:], id=case[0]) for case in SAYS_LESS])
+def test_says_less_than_something_wrong(source, not_kind):
+    error, ns = fail(source)
+    found = diagnose(source, error, ns, strict=True)
+    assert found is None or found.kind != not_kind, found
+
+
+def test_a_name_set_only_by_the_failing_line_is_no_did_you_mean():
+    error, ns = fail("frame = Frame()\n")
+    found = diagnose("frame = Frame()\n", error, ns)
+    assert found is None or "`frame`" not in (found.suggestion or ""), found
 
 
 def test_every_case_is_a_declared_kind():

@@ -20,6 +20,7 @@ class Kernel:
     def __init__(self, client):
         self.kc = client
         self.widgets: dict[str, dict] = {}
+        self.statuses: dict[str, list[str]] = {}  # every status line a widget showed, in order
 
     def _absorb(self, msg: dict) -> None:
         kind, content = msg["msg_type"], msg["content"]
@@ -29,6 +30,8 @@ class Kernel:
             data = content["data"]
             if data.get("method") == "update":
                 self.widgets[content["comm_id"]].update(data.get("state", {}))
+                if "status" in data.get("state", {}):
+                    self.statuses.setdefault(content["comm_id"], []).append(data["state"]["status"])
 
     def run(self, code: str, timeout: float = 60) -> list[dict]:
         """Execute ``code``; return its iopub messages (widget messages are absorbed too)."""
@@ -248,3 +251,76 @@ def test_practice_check_and_hint(with_model):
     state = with_model.wait_for(check["data"][WIDGET_MIME]["model_id"], lambda s: s.get("state") in ("done", "failed"))
     assert "All tests passed" in state["html"]
     assert "no practice problems on 'knitting'" in stderr_of(with_model.run("%practice knitting"))
+
+
+def test_usage_errors_are_one_line_and_a_server_that_is_down_is_told_plainly():
+    from jupyter_apps import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with kernel(TUTOR_ENDPOINT=endpoint) as k:
+        k.run("%load_ext tutor")
+        for line, says in (("%hint", "there is no current problem"), ("%check", "there is no current problem"),
+                           ("%explain no_such_name", "cannot find 'no_such_name'"), ("%tutor dance", "usage: %tutor")):
+            out = k.run(line)
+            message = stderr_of(out)
+            assert says in message and message.count("\n") == 1, (line, message)
+            assert panels(out) == [], f"{line}: the tutor explained its own usage error"
+        text = stream_of(k.run("%tutor help"), "stdout")
+        assert "%hint" in text and "%%check" in text and "%tutor status" in text
+
+        out = k.run("values = [1, 2]\nvalues[7]")
+        comm_id = panels(out)[0]["data"][WIDGET_MIME]["model_id"]
+        k.click(comm_id, "more")
+        state = k.wait_for(comm_id, lambda s: s.get("state") in ("done", "failed"), timeout=60)
+        assert state["state"] == "failed" and "not reachable right now" in state["status"]
+        assert "ConnectError" not in state["status"] and "ask your teacher" in state["status"]
+        assert [b["id"] for b in state["buttons"]] == ["more", "fix"]  # it can be tried again
+        status = stream_of(k.run("%tutor status"), "stdout")
+        assert f"server: not answering: cannot reach the model server at {endpoint}" in status  # for the teacher
+
+
+def test_the_first_model_call_says_the_model_is_loading(tiny_dirs):
+    with kernel(TUTOR_CHAT_MODEL=str(tiny_dirs["7b-it"]), TUTOR_DEVICE="cpu") as k:
+        k.run("%load_ext tutor")
+        comm_id = panels(k.run("1 / 0"))[0]["data"][WIDGET_MIME]["model_id"]
+        k.click(comm_id, "more")
+        state = k.wait_for(comm_id, lambda s: s.get("state") in ("done", "failed"))
+        assert state["state"] == "done", state["status"]
+        seen = k.statuses[comm_id]
+        assert seen[0].startswith("Loading the tutor's model"), seen
+        k.click(comm_id, "fix")  # the model is up now: no loading note
+        k.wait_for(comm_id, lambda s: "No fix is shown" in s.get("status", "") or s.get("state") == "failed")
+        assert not any(s.startswith("Loading") for s in k.statuses[comm_id][len(seen):])
+
+
+def test_a_lessons_student_copy_from_the_top(tmp_path):
+    """The first cells a student runs in a lesson: the tutor loads, the stub says to replace it, %hint knows
+    the exercise, and a failing visible test says what was expected."""
+    import nbformat
+
+    from tutor.lessons import build
+
+    lesson = os.path.join(os.path.dirname(__file__), "..", "lessons", "05-functions.ipynb")
+    copy, _ = build(lesson, tmp_path / "handout/")
+    cells = nbformat.read(copy, as_version=4).cells
+    stub = next(i for i, c in enumerate(cells) if c.get("metadata", {}).get("tutor", {}).get("exercise"))
+    with kernel() as k:
+        k.run(f"%cd {copy.parent}")
+        assert "exercises in this lesson" in stream_of(k.run(cells[0].source), "stdout")  # %load_ext tutor, %lesson
+        for cell in cells[1:stub]:
+            if cell.cell_type == "code":
+                assert not [m for m in k.run(cell.source) if m["msg_type"] == "error"]
+        out = k.run(cells[stub].source)
+        assert error_of(out)["ename"] == "NotImplementedError"
+        state = k.widgets[panels(out)[0]["data"][WIDGET_MIME]["model_id"]]
+        assert "not written yet" in state["title"] and "Replace" in state["html"], state
+
+        hint = panels(k.run("%hint"))[0]  # the exercise is the current problem
+        state = k.wait_for(hint["data"][WIDGET_MIME]["model_id"], lambda s: s.get("state") in ("done", "failed"))
+        assert state["title"] == "Hint 1: nudge", state
+
+        k.run('def greet(name, greeting="Hello"):\n    return greeting + " " + name')
+        out = k.run(cells[stub + 1].source)  # its visible tests
+        assert error_of(out)["ename"] == "AssertionError"
+        state = k.widgets[panels(out)[0]["data"][WIDGET_MIME]["model_id"]]
+        assert "was expected" in state["html"] and "Hello, Ada!" in state["html"], state

@@ -88,10 +88,21 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from .serving.grading import GradingService
 
         grading = GradingService(args.problems)
+    host, port = args.host or "127.0.0.1", 8000 if args.port is None else args.port
+    token, hub, prefix = settings.token, None, "/"
+    if args.hub:
+        from .serving.hub import HubGate, service_from_env
+
+        if args.token:
+            raise TutorError("--hub and --token exclude each other: under JupyterHub each student's own Hub token "
+                             "is the key.")
+        service = service_from_env()
+        hub, prefix, token = HubGate(), service.prefix, None
+        host, port = args.host or service.host, service.port if args.port is None else args.port
     backend = LocalBackend(settings.completion_model, settings.chat_model, device=settings.device, dtype=args.dtype)
-    serve(backend, host=args.host, port=args.port, token=settings.token, max_queue=args.max_queue,
+    serve(backend, host=host, port=port, token=token, max_queue=args.max_queue,
           parent_pid=args.parent_pid, grading=grading, scheduler=args.scheduler, max_per_user=args.max_per_user,
-          slots=args.slots, slot_tokens=args.slot_tokens)
+          slots=args.slots, slot_tokens=args.slot_tokens, hub=hub, prefix=prefix)
 
 
 def _positive(text: str) -> int:
@@ -154,9 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the models over an OpenAI-compatible HTTP API")
     p.add_argument("--model", help="completion model (default: TUTOR_COMPLETION_MODEL)")
     p.add_argument("--chat-model", help="instruction-tuned model for chat (default: TUTOR_CHAT_MODEL)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed on start)")
+    p.add_argument("--host", help="address to listen on (default: loopback only; with --hub, the Hub's)")
+    p.add_argument("--port", type=int, help="default 8000 (with --hub, the Hub's); 0 picks a free port (printed)")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: TUTOR_TOKEN)")
+    p.add_argument("--hub", action="store_true",
+                   help="run as a JupyterHub managed service: each request needs the student's own Hub token, "
+                        "the Hub's user is the requester; address and prefix from the Hub (needs jupyterhub)")
     p.add_argument("--device", help="cpu, cuda... (default: TUTOR_DEVICE, else CUDA if present)")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: the checkpoint's")
     p.add_argument("--max-queue", type=_positive, default=64,
@@ -214,6 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = args.func(args)
     except (TutorError, ValueError) as exc:
         print(f"tutor: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an install that lacks a dependency: say which, not a traceback
+        print(f"tutor: error: the Python module {exc.name!r} is not installed ({exc}); install it "
+              f"(pip install {(exc.name or '').split('.')[0]}) or reinstall the tutor with its dependencies.",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

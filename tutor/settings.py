@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 # setting name -> environment variable
 ENVIRONMENT = {
@@ -62,4 +63,21 @@ def resolve_settings(cli: Mapping[str, Any] | None = None, config: Mapping[str, 
                 break
     if values.get("endpoint"):
         values["endpoint"] = values["endpoint"].rstrip("/")
+        if not values.get("token") and (hub := hub_token(values["endpoint"], environ)):
+            values["token"], sources["token"] = hub, "environment JUPYTERHUB_API_TOKEN (the endpoint is a Hub service)"
     return Settings(**values, sources=sources)
+
+
+def hub_token(endpoint: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The single-user server's own Hub token, where the endpoint is a service of that Hub.
+
+    A student's server spawned by JupyterHub has JUPYTERHUB_API_TOKEN; `tutor serve --hub` behind the
+    Hub's proxy (.../services/<name>/) accepts it as the student's key. Sent only to a path under the
+    Hub's services/, never to another server: the token is the student's identity on the Hub.
+    """
+    environ = os.environ if environ is None else environ
+    token = environ.get("JUPYTERHUB_API_TOKEN")
+    if not token:
+        return None
+    services = (environ.get("JUPYTERHUB_BASE_URL") or "/").rstrip("/") + "/services/"
+    return token if urlsplit(endpoint).path.startswith(services) else None

@@ -43,6 +43,7 @@ from ..prompts import (
     render_ids,
     render_text,
 )
+from ..settings import hub_token
 from .base import (
     DEFAULT_OPTIONS,
     Backend,
@@ -66,6 +67,8 @@ class RemoteBackend(Backend):
         # does it put <bos> in front of a text prompt itself. None: not known yet.
         self.takes_token_ids: bool | None = None
         self.adds_bos: bool | None = None
+        # On a Hub, a `tutor serve --hub` service takes the student's own Hub token (tutor.settings.hub_token).
+        token = token or hub_token(self.endpoint)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # Reading may pause for long (a queue, a slow first token); connecting should not.
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))

@@ -147,10 +147,14 @@ class BatchedStep:
                                  fullgraph=True)
 
         def step(ids: Tensor, slots: Tensor, positions: Tensor, cache: KVCache) -> Tensor:
-            if rows > 2:  # one graph for every batch size (a dimension of 2 to `rows`)
-                for t in (ids, slots, positions):
-                    torch._dynamo.mark_dynamic(t, 0, min=2, max=rows)
+            # One graph for every batch size where the compiler can keep the dimension symbolic;
+            # "maybe" because a kernel that needs a fixed size specialises it (a strict mark_dynamic
+            # then raises), and each bucket is compiled apart, within the recompile limit raised below.
+            for t in (ids, slots, positions):
+                torch._dynamo.maybe_mark_dynamic(t, 0)
             return compiled(ids, slots, positions, cache.k, cache.v, cache.slots)
+        limit = torch._dynamo.config
+        limit.cache_size_limit = max(limit.cache_size_limit, 2 * len(self.buckets))
         return step
 
     @property

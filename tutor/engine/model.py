@@ -13,11 +13,12 @@ float32 and cast to the activation dtype.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .config import ModelConfig
 
@@ -132,11 +133,11 @@ class Attention(nn.Module):
                 k, v = cache.k[layer], cache.v[layer]
         gqa = self.n_kv != self.n_heads
         if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=gqa)
+            out = attention(q, k, v, is_causal=t > 1, enable_gqa=gqa)
         elif x.device.type == "cpu":
             out = grouped_attention(q, k, v, mask)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+            out = attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
     def _slot_attention(self, q: Tensor, k: Tensor, v: Tensor, cache: KVCache | CacheTensors, layer: int,
@@ -158,7 +159,7 @@ class Attention(nn.Module):
             else:  # every query head its own key/value head, so the memory-efficient kernel takes the mask
                 group = self.n_heads // self.n_kv
                 k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                out = attention(q, k, v, attn_mask=mask)
             return out.transpose(1, 2).reshape(b, t, self.n_heads * d)
         if self.decode_kernel is not None:  # reads each slot only up to its row's position
             return self.decode_kernel(q, cache.k[layer], cache.v[layer], positions, rows).view(b, 1, -1)
@@ -173,7 +174,7 @@ class Attention(nn.Module):
         if q.device.type == "cpu":
             out = grouped_attention(q, keys, values, written[:, None, None, None, :])
         else:
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=written[:, None, None, :],
+            out = attention(q, keys, values, attn_mask=written[:, None, None, :],
                                                  enable_gqa=self.n_kv != self.n_heads)
         return out.transpose(1, 2).reshape(b, 1, self.n_heads * d)
 
@@ -298,6 +299,20 @@ def rotary_table(config: ModelConfig, device: torch.device | str | None = None) 
 
 def apply_rotary(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
     return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
+
+
+# cuDNN's fused attention builds an execution plan for every new shape it meets (over a second on an
+# H200): in a server each new prompt length would stall every student's decoding that long. Flash and
+# memory-efficient attention have no such cost, so cuDNN is left out of the fused kernels' choice.
+_GPU_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, **options: Any) -> Tensor:
+    """``F.scaled_dot_product_attention`` without the cuDNN backend on a GPU (see above)."""
+    if q.device.type != "cuda":
+        return F.scaled_dot_product_attention(q, k, v, **options)
+    with sdpa_kernel(_GPU_ATTENTION):
+        return F.scaled_dot_product_attention(q, k, v, **options)
 
 
 class Transformer(nn.Module):

@@ -8,14 +8,17 @@ traceback is never hidden or changed; the hook itself never raises.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.display import display
 
-from ..backends import Backend, BackendError, make_backend
+from ..backends import Backend, BackendError, WorkerBackend, make_backend
 from ..settings import Settings, resolve_settings
 from ..tutoring import diagnose, explain_error, propose_fix
 from ..tutoring.policy import (
@@ -31,6 +34,7 @@ from ..widgets import Button, TutorPanel
 
 NO_MODEL = ("No model is configured. Set TUTOR_CHAT_MODEL to a codegemma-7b-it folder (or TUTOR_ENDPOINT "
             "to your class's server) and restart the kernel; see `%tutor status`.")
+LOADING = "Loading the tutor's model (only the first answer waits for this)..."
 
 
 class TutorExtension:
@@ -92,6 +96,34 @@ class TutorExtension:
             self._backend = make_backend(self.settings)
         return self._backend
 
+    def loading(self) -> bool:
+        """Whether the next model call must first start the model worker and load the model (seconds to
+        minutes), so that the student is told instead of seeing "Thinking..." for that long."""
+        if not self.has_chat_model or self.settings.endpoint:
+            return False
+        backend = self._backend
+        return backend is None or (isinstance(backend, WorkerBackend) and not backend.worker.alive())
+
+    def busy(self, widget: Any) -> str:
+        """The status line for a widget whose model call starts now: "Thinking...", or while the model is
+        loading, that, with the seconds so far, until the model is up or the call ends."""
+        if not self.loading():
+            return "Thinking..."
+        start = time.monotonic()
+
+        def tick() -> None:  # the worker says nothing while it loads: the time so far is the sign of life
+            while True:
+                time.sleep(1)
+                if widget.state != "working" or not widget.status.startswith(LOADING):
+                    return
+                if not self.loading():
+                    widget.status = "Thinking..."
+                    return
+                widget.status = f"{LOADING} {time.monotonic() - start:.0f} s"
+
+        threading.Thread(target=tick, daemon=True, name="tutor-loading").start()
+        return LOADING
+
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()
@@ -113,25 +145,31 @@ class TutorExtension:
         return guard
 
     def show_reply(self, panel: TutorPanel, start: Callable[[], Any], *, heading: str = "",
-                   after: tuple[Button, ...] = ()) -> None:
+                   after: tuple[Button, ...] = (), retry: tuple[Button, ...] | None = None,
+                   busy: str = "Thinking...") -> None:
         """Stream a model reply into ``panel``; while an exercise is open and solutions are not allowed, the
         reply is checked by the guard first and shown whole (a draft could be the solution)."""
         guard = self.reply_guard()
         if guard is None:
-            panel.stream(start, heading=heading, after=after)
+            panel.stream(start, heading=heading, after=after, retry=retry, busy=busy)
             return
 
-        def task() -> None:
+        def task() -> tuple[Button, ...] | None:
             stream = panel._stream = start()  # noqa: SLF001 - so the panel's Stop button stops it
             received = 0
             for piece in stream:
                 received += len(piece)
                 panel.status = f"Writing... ({received} characters; checked before it is shown)"
-            text, why = guard(stream.result.text if stream.result is not None else "")
+            result = stream.result
+            if result is not None and result.finish_reason == "cancelled":
+                panel.status = "Stopped."
+                return retry or None
+            text, why = guard(result.text if result is not None else "")
             panel.set_markdown(heading + text)
             panel.status = why
+            return None
 
-        panel.run(task, after=after)
+        panel.run(task, after=after, retry=retry, busy=busy)
 
     # ------------------------------------------------------------------ the error hook
 
@@ -140,6 +178,8 @@ class TutorExtension:
             error = result.error_before_exec or result.error_in_exec
             if not self.enabled or error is None or not isinstance(error, Exception):
                 return  # KeyboardInterrupt, SystemExit: nothing to explain
+            if isinstance(error, UsageError):
+                return  # a magic's own one-line message (the tutor's too): explaining it would only confuse
             display(self.error_panel(result.info.raw_cell, error))
         except Exception:  # the hook must never add an error of its own
             pass
@@ -162,20 +202,22 @@ class TutorExtension:
             and self.unsolved_exercise(source) else None)
         is_syntax = isinstance(error, SyntaxError)
         full_error = self._error_report(error)
+        heading = panel.markdown + "\n\n---\n\n"  # the first explanation stays above each try
 
-        def more() -> None:
+        def more() -> None:  # after an error or Stop, Explain more stays: it can be tried again
             if not may_explain:
                 return
-            heading = panel.markdown + "\n\n---\n\n"
             self.show_reply(panel, lambda: explain_error(self.backend(), source, full_error, hint=hint),
-                            heading=heading, after=tuple(b for b in (fix_button,) if not fix_refused))
+                            heading=heading, after=tuple(b for b in (fix_button,) if not fix_refused),
+                            retry=shown(), busy=self.busy(panel))
 
         def fix() -> None:
             if fix_refused:
                 return
 
             def task() -> tuple[Button, ...]:
-                panel.status = "Asking for a fix..."
+                if not panel.status.startswith(LOADING):
+                    panel.status = "Asking for a fix..."
                 received = 0
 
                 def progress(piece: str) -> None:  # the draft is not shown before it is checked
@@ -195,11 +237,14 @@ class TutorExtension:
                 insert = Button("insert", "Insert below", insert=result.code)
                 return (*(b for b in (more_button,) if may_explain), insert)
 
-            panel.run(task)
+            panel.run(task, retry=shown(), busy=self.busy(panel))
+
+        def shown() -> tuple[Button, ...]:  # the buttons the policy lets this panel show
+            return tuple(b for b, ok in ((more_button, may_explain), (fix_button, not fix_refused)) if ok)
 
         more_button = Button("more", "Explain more", more, disabled=not self.has_chat_model)
         fix_button = Button("fix", "Suggest a fix", fix, disabled=not self.has_chat_model)
-        panel.set_buttons(*(b for b, shown in ((more_button, may_explain), (fix_button, not fix_refused)) if shown))
+        panel.set_buttons(*shown())
         off = [what for what, feature in (("explanations by the model", "explain"), ("suggested fixes", "fix"))
                if not self.policy.allows(feature)]
         if not self.has_chat_model and (may_explain or not fix_refused):

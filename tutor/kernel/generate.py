@@ -15,6 +15,7 @@ from ..grading import Problem
 from ..tutoring.generate import GenerationRefused, check_allowed, generate_code, may_show_draft
 from ..tutoring.policy import Policy
 from ..widgets import TutorPanel
+from ..widgets.panel import student_message
 from .extension import TutorExtension
 
 NO_MODEL = ("No model is configured. Set TUTOR_COMPLETION_MODEL (codegemma-2b/7b) or TUTOR_CHAT_MODEL "
@@ -82,8 +83,8 @@ class GenerateMagics(Magics):
         except GenerationRefused as exc:
             panel.state, panel.status = "failed", str(exc)
             return
-        except Exception as exc:  # a backend error: say it in the panel, keep the kernel
-            panel.state, panel.status = "failed", str(exc)
+        except Exception as exc:  # a backend error: say it in the panel (in a student's words), keep the kernel
+            panel.state, panel.status = "failed", student_message(exc)
             return
         if result.status != "ok" or result.code is None:
             panel.set_markdown("")

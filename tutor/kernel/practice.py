@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,17 @@ def report_markdown(report: GradeReport, *, note: str = "") -> str:
     if note:
         lines += ["", note]
     return "\n".join(lines)
+
+
+def hint_markdown(text: str, *, code: bool) -> str:
+    """A hint as Markdown that keeps its lines: Markdown joins lines into one paragraph, which turns a
+    written "partial code" hint (code, indented) into one unreadable line. Code goes in a fenced block;
+    other text with line breaks keeps them."""
+    if "```" in text or "\n" not in text.strip():
+        return text
+    if code:
+        return f"```python\n{text.strip(chr(10))}\n```"
+    return "  \n".join(text.splitlines())
 
 
 def _cell(text: str) -> str:
@@ -176,7 +188,11 @@ class PracticeMagics(Magics):
 
         worker = threading.Thread(target=work, name="tutor-new-problem", daemon=True)
         worker.start()
-        worker.join(limit)
+        start = time.monotonic()
+        while worker.is_alive() and (waited := time.monotonic() - start) < limit:  # the seconds are the sign of life
+            panel.status = (f"Writing a problem and checking its own solution in the sandbox ({waited:.0f} s of at "
+                            f"most {limit:g} s; then one from the problem bank)...")
+            worker.join(min(1.0, max(limit - waited, 0.0)))
         if "problem" in outcome:
             problem, note = keep_private(outcome["problem"]), ""
         else:
@@ -334,12 +350,13 @@ class PracticeMagics(Magics):
             practice.rung += 1
             left = min(self.policy.max_hints, len(HINT_LADDER)) - practice.rung
             panel.title = f"Hint {hint.rung + 1}: {hint.name}"
-            panel.set_markdown(hint.text)
+            written_code = hint.source == "written" and hint.rung == len(HINT_LADDER) - 1
+            panel.set_markdown(hint_markdown(hint.text, code=written_code))
             panel.status = f"{left} more hint{'s' if left != 1 else ''} for this exercise." if left else \
                 "That was the last hint for this exercise."
             return self._buttons(panel)
 
-        panel.run(task)
+        panel.run(task, busy=self.ext.busy(panel) if backend is not None and code.strip() else "Thinking...")
 
 
 def _defines(cell: str, name: str) -> bool:

@@ -19,7 +19,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_queue: int = 64, parent_pid: int | None = None, grading=None, scheduler: str = "auto",
-          max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None) -> None:
+          max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None, hub=None,
+          prefix: str = "/") -> None:
     """Load the models, listen, print the URL on one line, and serve until stopped.
 
     With ``parent_pid`` the server exits when that process is gone, so a worker never outlives
@@ -27,7 +28,8 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     hours) the GPU decode step is compiled unless TUTOR_COMPILE says otherwise: the warm-up below
     pays the compile time before the first request. A worker starts on a user's first request,
     so it does not compile unless asked, and it runs one request at a time (``scheduler`` "auto"
-    means the batch only for a standalone server on a GPU).
+    means the batch only for a standalone server on a GPU). With ``hub`` (a tutor.serving.hub.HubGate)
+    the Hub authenticates every request, and the routes sit under ``prefix``.
     """
     if parent_pid is None:
         os.environ.setdefault("TUTOR_COMPILE", "1")
@@ -36,11 +38,11 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     for role, source in backend.sources.items():
         if source:
             backend.model(role)  # load now: a broken folder fails here, with its message, not later
-    if host not in LOOPBACK and not token:
+    if host not in LOOPBACK and not token and hub is None:
         print(f"tutor serve: warning: listening on {host} without --token; anyone who can reach this "
               "machine can use the model.", file=sys.stderr)
     app = make_app(backend, token=token, max_queue=max_queue, grading=grading, scheduler=scheduler,
-                   max_per_user=max_per_user, slots=slots, slot_tokens=slot_tokens)
+                   max_per_user=max_per_user, slots=slots, slot_tokens=slot_tokens, hub=hub, prefix=prefix)
     state = app.settings["tutor_state"]
     for served in state.models.values():
         started = time.monotonic()
@@ -48,18 +50,18 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
         print(f"tutor serve: {served.name} ({', '.join(served.roles)}): {served.scheduler.decode_path}, "
               f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     try:
-        asyncio.run(_serve(app, host, port, parent_pid))
+        asyncio.run(_serve(app, host, port, parent_pid, prefix))
     finally:
         state.close()
 
 
-async def _serve(app, host: str, port: int, parent_pid: int | None) -> None:
+async def _serve(app, host: str, port: int, parent_pid: int | None, prefix: str = "/") -> None:
     sockets = tornado.netutil.bind_sockets(port, host)
     server = tornado.httpserver.HTTPServer(app)
     server.add_sockets(sockets)
     bound = sockets[0].getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    print(f"tutor serve: listening on http://{shown}:{bound[1]}", flush=True)
+    print(f"tutor serve: listening on http://{shown}:{bound[1]}{prefix.rstrip('/')}", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import threading
 import time
 import uuid
@@ -41,6 +42,8 @@ class ServedModel:
 
 
 class ServerState:
+    hub: Any = None  # a tutor.serving.hub.HubGate under JupyterHub: the Hub authenticates each request
+
     def __init__(self, backend: LocalBackend, token: str | None, max_queue: int, *, scheduler: str = "auto",
                  max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None):
         self.backend = backend
@@ -86,15 +89,18 @@ def error_body(message: str, kind: str, status: int, param: str | None = None) -
 
 class BaseHandler(tornado.web.RequestHandler):
     state: ServerState
+    open_to_all = False  # /health: no token asked
 
     def initialize(self, state: ServerState) -> None:
         self.state = state
         self._generation: Generation | None = None
         self._client_gone = threading.Event()
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
+        if self.state.hub is not None and not self.open_to_all:
+            return await self.state.hub.authenticate(self)  # tutor.serving.hub: sets self.user or answers 401/403
         token = self.state.token
-        if token and self.request.path != "/health":
+        if token and not self.open_to_all:
             given = self.request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 self.fail(401, "Missing or wrong API key: send 'Authorization: Bearer <token>'.",
@@ -116,6 +122,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
 
 class HealthHandler(BaseHandler):
+    open_to_all = True
+
     def get(self) -> None:
         models = {}
         for served in self.state.models.values():
@@ -396,17 +404,24 @@ def _text_content(content: Any) -> Any:
 
 def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int = 16, grading: Any = None,
              scheduler: str = "auto", max_per_user: int = 0, slots: int | None = None,
-             slot_tokens: int | None = None) -> tornado.web.Application:
-    """The server's application; ``app.settings["tutor_state"].close()`` stops its schedulers."""
+             slot_tokens: int | None = None, hub: Any = None, prefix: str = "/") -> tornado.web.Application:
+    """The server's application; ``app.settings["tutor_state"].close()`` stops its schedulers.
+
+    As a JupyterHub service, ``hub`` (a tutor.serving.hub.HubGate) authenticates requests instead of
+    ``token``, and every route sits under ``prefix`` (the Hub's proxy passes the whole path on)."""
     from .grading import routes as grading_routes  # grading.py builds on BaseHandler above
 
     state = ServerState(backend, token, max_queue, scheduler=scheduler, max_per_user=max_per_user, slots=slots,
                         slot_tokens=slot_tokens)
-    return tornado.web.Application([
+    state.hub = hub
+    routes = [
         (r"/health", HealthHandler, {"state": state}),
         (r"/metrics", MetricsHandler, {"state": state}),
         (r"/v1/models", ModelsHandler, {"state": state}),
         (r"/v1/completions", CompletionsHandler, {"state": state}),
         (r"/v1/chat/completions", ChatHandler, {"state": state}),
         *grading_routes(state, grading),
-    ], tutor_state=state)
+    ]
+    if prefix != "/":
+        routes = [(re.escape(prefix.rstrip("/")) + route[0], *route[1:]) for route in routes]
+    return tornado.web.Application(routes, tutor_state=state)

@@ -1,5 +1,6 @@
 // A chat with the tutor about the notebook: the turns (Markdown rendered and sanitised by the
 // kernel), a status line, and a form. Questions go back to Python as {type: "ask", text}.
+// Enter sends, Shift+Enter starts a new line, as in every chat.
 
 function render({ model, el }) {
   const root = document.createElement("section");
@@ -14,10 +15,12 @@ function render({ model, el }) {
   status.className = "tutor-status";
   const form = document.createElement("form");
   form.className = "tutor-chat-form";
-  const input = document.createElement("input");
+  const input = document.createElement("textarea");
   input.className = "tutor-chat-input";
-  input.type = "text";
-  input.placeholder = "Ask about your code...";
+  input.rows = 1;
+  input.placeholder = "Ask about your code... (Enter sends, Shift+Enter for a new line)";
+  // Keys typed here are the student's, not JupyterLab's shortcuts (Shift+Enter would run the cell).
+  input.dataset.lmSuppressShortcuts = "true";
   input.setAttribute("aria-label", "Question for the tutor");
   const send = document.createElement("button");
   send.type = "submit";
@@ -32,12 +35,29 @@ function render({ model, el }) {
   root.append(title, log, status, form);
   el.appendChild(root);
 
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
+  function ask() {
     const text = input.value.trim();
     if (!text || model.get("state") === "working") return;
     model.send({ type: "ask", text });
     input.value = "";
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    ask();
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.isComposing) return;
+    // Neither Enter nor Shift+Enter reaches the notebook; and JupyterLab cancels Shift+Enter's default
+    // (it is "run the cell" there), so the new line is put in here.
+    event.stopPropagation();
+    event.preventDefault();
+    if (event.shiftKey) {
+      input.setRangeText("\n", input.selectionStart, input.selectionEnd, "end");
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+    } else {
+      ask();
+    }
   });
 
   function update() {

@@ -13,7 +13,7 @@ import traitlets
 from ..engine.errors import TutorError
 from ..tutoring import Conversation
 from .markdown import render_markdown
-from .panel import show_streaming
+from .panel import show_streaming, student_message
 
 _HERE = Path(__file__).parent
 
@@ -26,12 +26,14 @@ class ChatWidget(anywidget.AnyWidget):
     state = traitlets.Unicode("idle").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, conversation: Conversation, *,
+    def __init__(self, conversation: Conversation, *, busy: Callable[[Any], str] | None = None,
                  guard: Callable[[], Callable[[str], tuple[str, str]] | None] | None = None, **kwargs: Any):
-        """``guard()``, asked at each question, gives None (stream the reply) or a check that sees the whole reply
-        before the student does and returns (the text to show, why something was removed)."""
+        """``busy(widget)`` gives the status line while a reply starts (default "Thinking..."). ``guard()``, asked
+        at each question, gives None (stream the reply) or a check that sees the whole reply before the student
+        does and returns (the text to show, why something was removed)."""
         super().__init__(**kwargs)
         self.conversation = conversation
+        self._busy = busy
         self.guard = guard
         self._stream = None
         self.on_msg(self._on_msg)
@@ -49,7 +51,7 @@ class ChatWidget(anywidget.AnyWidget):
             return None
         self.turns = [*self.turns, {"role": "user", "html": render_markdown(question)},
                       {"role": "assistant", "html": ""}]
-        self.state, self.status = "working", "Thinking..."
+        self.state, self.status = "working", self._busy(self) if self._busy else "Thinking..."
 
         def work() -> None:
             try:
@@ -70,7 +72,7 @@ class ChatWidget(anywidget.AnyWidget):
                     return
                 self.status = "Stopped." if self._stream.result.finish_reason == "cancelled" else ""
             except (TutorError, ValueError) as exc:
-                self.status = str(exc)
+                self.status = student_message(exc)
             except Exception as exc:  # the kernel must live on
                 self.status = f"Something went wrong: {exc.__class__.__name__}: {exc}"
             finally:

@@ -16,7 +16,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..backends.base import CompletionStream
+from ..backends.base import BackendError, CompletionStream
 from ..engine.errors import TutorError
 from .markdown import render_markdown
 
@@ -34,6 +34,23 @@ def show_streaming(pieces: Iterable[str], show: Callable[[str], None], interval:
             shown = time.monotonic()
     show(text)
     return text
+
+
+UNREACHABLE = ("The tutor's model server is not reachable right now. Try again in a minute; if it stays so, "
+               "ask your teacher (`%tutor status` shows the details for them).")
+NOT_STARTED = ("The tutor's model could not be started on this computer. Ask your teacher (`%tutor status` shows "
+               "the details for them).")
+
+
+def student_message(exc: BaseException) -> str:
+    """What a student reads when a model call fails: what happened and what to do, in their words. The
+    administrator's detail (addresses, exception names) is for `%tutor status`, not for the student."""
+    if isinstance(exc, BackendError):
+        if exc.kind == "unreachable":
+            return UNREACHABLE
+        if exc.kind == "worker_failed":
+            return NOT_STARTED
+    return str(exc)
 
 
 @dataclass(frozen=True)
@@ -95,39 +112,45 @@ class TutorPanel(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ streaming
 
-    def run(self, task: Callable[[], tuple[Button, ...] | None], *, after: tuple[Button, ...] = ()) -> threading.Thread:
-        """Run ``task`` on a thread with the panel marked busy and a Stop button; errors end up in the
-        status line, never in the kernel. The buttons shown afterwards are those ``task`` returns,
-        else ``after``."""
+    def run(self, task: Callable[[], tuple[Button, ...] | None], *, after: tuple[Button, ...] = (),
+            retry: tuple[Button, ...] | None = None, busy: str = "Thinking...") -> threading.Thread:
+        """Run ``task`` on a thread with the panel marked busy (``busy`` in the status line) and a Stop
+        button; errors end up in the status line, never in the kernel. The buttons shown afterwards are
+        those ``task`` returns, else ``after``; after a failure, ``retry`` (default ``after``), so that
+        what failed can be tried again."""
         def work() -> None:
-            nonlocal after
+            shown = after if retry is None else retry
             try:
-                after = task() or after
+                shown = task() or after
                 self.state = "done"
             except (TutorError, ValueError) as exc:
-                self.state, self.status = "failed", str(exc)
+                self.state, self.status = "failed", student_message(exc)
             except Exception as exc:  # the panel must say something, and the kernel must live on
                 self.state, self.status = "failed", f"Something went wrong: {exc.__class__.__name__}: {exc}"
             finally:
                 self._stream = None
-                self.set_buttons(*after)
+                self.set_buttons(*shown)
 
-        self.state, self.status = "working", "Thinking..."
+        self.state, self.status = "working", busy
         self.set_buttons(Button("stop", "Stop", self.stop))
         thread = threading.Thread(target=work, daemon=True, name="tutor-panel")
         thread.start()
         return thread
 
     def stream(self, start: Callable[[], CompletionStream], *, heading: str = "",
-               after: tuple[Button, ...] = ()) -> threading.Thread:
-        """Stream the text of ``start()`` into the panel under ``heading``, on a thread."""
-        def task() -> None:
+               after: tuple[Button, ...] = (), retry: tuple[Button, ...] | None = None,
+               busy: str = "Thinking...") -> threading.Thread:
+        """Stream the text of ``start()`` into the panel under ``heading``, on a thread. A reply that
+        was stopped ends with the ``retry`` buttons, as a failed one does."""
+        def task() -> tuple[Button, ...] | None:
             self._stream = start()
             self.follow(self._stream, heading)
             result = self._stream.result
-            self.status = "Stopped." if result is not None and result.finish_reason == "cancelled" else ""
+            stopped = result is not None and result.finish_reason == "cancelled"
+            self.status = "Stopped." if stopped else ""
+            return retry if stopped and retry else None
 
-        return self.run(task, after=after)
+        return self.run(task, after=after, retry=retry, busy=busy)
 
     def follow(self, pieces: Iterable[str], heading: str = "") -> str:
         """Show streamed ``pieces`` under ``heading`` as they come; return the whole text."""

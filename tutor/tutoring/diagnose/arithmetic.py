@@ -14,6 +14,12 @@ from .text import code, on, snippet
 @rule(ZeroDivisionError, kinds="zero-division")
 def zero_division(ctx: Context) -> Diagnosis | None:
     line = ctx.line
+    if "cannot be raised to a negative power" in ctx.message:  # `0 ** -1` is 1 / 0; no `/` on the line
+        return Diagnosis(
+            "zero-division", f"Zero raised to a negative power{on(line)}",
+            f"{ctx.where(True)} 0 is raised to a negative power. A negative power means dividing: `x ** -1` is "
+            "`1 / x`, so for 0 it is a division by zero, which has no answer.",
+            line, "Check that the base is not 0 before raising it to a negative power.")
     divisor = None
     for node in ctx.nodes_on_line((ast.BinOp, ast.AugAssign)):
         if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)):

@@ -38,8 +38,10 @@ _HINTS = {
 }
 
 
-def _other_type_advice(type_name: str, attr: str, owner: type, target: str | None) -> str:
-    """What to do when ``.attr`` belongs to ``owner`` but the value is a ``type_name``."""
+def _other_type_advice(type_name: str, attr: str, owner: type, target: str | None,
+                       call: ast.Call | None = None) -> str:
+    """What to do when ``.attr`` belongs to ``owner`` but the value is a ``type_name`` (``call``: the call
+    ``target.attr(...)`` on the line, when there is one)."""
     t = target or "the value"
     if type_name == "str" and attr in ("append", "extend", "insert"):
         return ("Text can't be changed in place: make a new text instead, like "
@@ -56,14 +58,30 @@ def _other_type_advice(type_name: str, attr: str, owner: type, target: str | Non
         return "Add an item to a set with `.add(item)`."
     if type_name == "dict" and attr == "append":
         return "A dictionary stores a value under a key: `d[key] = value`."
+    if type_name == "list" and owner is str and attr == "join" and target:
+        # `.join` belongs to the separator and takes the list: `", ".join(words)`, not `words.join(", ")`
+        if call is not None and len(call.args) == 1 and not call.keywords:
+            return (f"`.join` is a method of the text that goes between the items, and the list goes inside "
+                    f"the brackets: {propose(snippet(call.args[0]) + '.join(' + target + ')')}.")
+        return f"`.join` is a method of the separator text: write {code(repr(', ') + '.join(' + t + ')')}."
     if type_name == "list" and owner is str and target:
+        args = "" if call is None else ", ".join(
+            [snippet(a) for a in call.args] + [f"{k.arg}={snippet(k.value)}" if k.arg else f"**{snippet(k.value)}"
+                                               for k in call.keywords])
         return (f"`.{attr}()` works on one text at a time; for every item of the list, write "
-                f"{propose('[item.' + attr + '() for item in ' + target + ']')}.")
+                f"{propose('[item.' + attr + '(' + args + ') for item in ' + target + ']')}.")
     if type_name in ("int", "float") and owner is str:
         return f"Turn the number into text first: {code('str(' + t + ').' + attr + '()')}."
     if type_name == "str" and owner in (int, float):
         return "Turn the text into a number first, with `int(...)` or `float(...)`."
     return f"Check that {code(t)} holds the kind of value you expect: print `type({t})` before this line."
+
+
+def _call(ctx: Context, attr: str, target: str | None) -> ast.Call | None:
+    for node in ctx.nodes_on_line(ast.Call):
+        if isinstance(node.func, ast.Attribute) and node.func.attr == attr and snippet(node.func.value) == target:
+            return node
+    return None
 
 
 def _target(ctx: Context, attr: str) -> str | None:
@@ -144,7 +162,7 @@ def attribute_error(ctx: Context) -> Diagnosis | None:
                 "wrong-type-method", title,
                 f"`.{attr}` is a method of {type_word(owner.__name__)}, but {ctx.where()} {subject} is "
                 f"{type_word(type_name)}. Each type has its own methods.",
-                line, _other_type_advice(type_name, attr, owner, target))
+                line, _other_type_advice(type_name, attr, owner, target, _call(ctx, attr, target)))
     if guess is None and mm and has_obj:
         for member in names[:2000]:
             try:

@@ -58,6 +58,22 @@ def shadowed_module_attribute(ctx: Context) -> Diagnosis | None:
     return _shadowed(ctx, m.group(1), path) if m and path else None
 
 
+@rule(ImportError, AttributeError, kinds="circular-import", order=30)
+def circular_import(ctx: Context) -> Diagnosis | None:
+    """``partially initialized module 'x'``: a module imported again while its first import still runs."""
+    m = re.search(r"partially initialized module '([\w.]+)'", ctx.message)
+    if not m or "circular import" not in ctx.message:
+        return None
+    module = m.group(1)
+    return Diagnosis(
+        "circular-import", f"{plain(module)} is imported again while it is still loading",
+        f"`{module}` was imported a second time before its first import had finished, so some of its names "
+        "did not exist yet. This happens when two files import each other (a circular import), or when a file "
+        "imports itself, for example because it has the name of the module it wants to use.",
+        ctx.line, f"Remove the `import {module}` from the file `{module}.py` itself if it is there; otherwise move "
+                  "what both files need into a third file, or import inside the function that needs it.")
+
+
 @rule(ModuleNotFoundError, kinds="module-not-found")
 def module_not_found(ctx: Context) -> Diagnosis | None:
     name = getattr(ctx.error, "name", None)
@@ -71,6 +87,23 @@ def module_not_found(ctx: Context) -> Diagnosis | None:
     not_package = re.search(r"No module named '([\w.]+)'; '([\w.]+)' is not a package", ctx.message)
     if not_package and "." in name:
         parent, part = name.rsplit(".", 1)
+        module = sys.modules.get(parent)
+        if module is not None and not hasattr(module, part):  # `import os.pathh`: no such name inside it either
+            try:
+                names = [n for n in dir(module) if not n.startswith("_")]
+            except Exception:
+                names = []
+            guess = close(part, names, cutoff=0.7)
+            fix = None
+            if guess is not None:
+                fix = f"import {parent}.{guess}" if f"{parent}.{guess}" in sys.modules else \
+                    f"from {parent} import {guess}"
+            return Diagnosis(
+                "module-not-found", f"{plain(parent)} has nothing called {plain(part)}",
+                f"`import {name}` looks for `{part}` inside the module `{parent}`, but `{parent}` has no module "
+                f"and no name `{part}`. Names must be spelt exactly.",
+                line, f"Did you mean {propose(fix)}?" if fix else
+                      f"Check the spelling of `{part}`; `dir({parent})` lists what `{parent}` has.")
         return Diagnosis(
             "module-not-found", f"{plain(parent)} is a module, and {plain(part)} is inside it",
             f"`import {name}` treats `{part}` as a module inside a package `{parent}`, but `{parent}` is a single "

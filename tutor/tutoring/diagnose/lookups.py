@@ -145,6 +145,12 @@ def key_error(ctx: Context) -> Diagnosis | None:
             f"{ctx.where(True)} an item is taken out of a {'set' if 'set' in key else 'dictionary'} that is "
             "empty. Taking an item out needs at least one to be there.",
             line, "Check that it has items first, for example with `if values:`.")
+    if key == "No keys found in the first mapping.":  # ChainMap.popitem(): a message, not the missing key
+        return Diagnosis(
+            "empty-sequence", f"Nothing left to take out{on(line)}",
+            f"{ctx.where(True)} `popitem()` is called on a `ChainMap` whose first mapping is empty. A ChainMap "
+            "only takes items out of its first mapping, even when later mappings hold some.",
+            line, "Check that the first mapping has items first, for example with `if chain.maps[0]:`.")
     chain = False
     if isinstance(key, str):
         m = re.match(r"Key not found in the first mapping: (.+)$", key, re.S)  # collections.ChainMap
@@ -291,6 +297,15 @@ def not_subscriptable(ctx: Context) -> Diagnosis | None:
                                           f"indexed with [...]{on(line)}", explanation, line, fix)
 
 
+def _holds_rows(ctx: Context) -> bool:
+    """Whether a list or tuple indexed with ``[a, b]`` on the line holds rows (lists or tuples) itself."""
+    for sub in ctx.nodes_on_line(ast.Subscript):
+        found, value = evaluate(ctx, sub.value)
+        if found and isinstance(value, (list, tuple)) and value:
+            return all(isinstance(item, (list, tuple)) for item in value[:MAX_NAMES])
+    return True  # unknown: a grid is the usual reason to write two positions
+
+
 @rule(TypeError, kinds="index-type", order=60)
 def index_type(ctx: Context) -> Diagnosis | None:
     m = ctx.match(r"(list|tuple|string|str) indices must be integers(?: or slices)?(?:, not '?(\w+)'?)?")
@@ -312,8 +327,10 @@ def index_type(ctx: Context) -> Diagnosis | None:
                "`values.index(item)`; to look things up by name, use a dictionary.")
     elif got == "str":
         fix = "To find where a part of the text is, use `text.find(part)`; to look things up by name, use a dictionary."
-    elif got == "tuple":
+    elif got == "tuple" and _holds_rows(ctx):
         fix = "Write one position per pair of brackets: `grid[1][2]`, not `grid[1, 2]`."
+    elif got == "tuple":  # a flat list: `values[1, 2]` is no grid; one position, or a slice for several
+        fix = "Use one position, like `values[1]`, or a slice for several items, like `values[1:3]`."
     else:
         fix = "Use a whole number as the position."
     return Diagnosis(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import builtins
+import itertools
 import re
 import sys
+import types
 from collections.abc import Mapping
 
-from .context import Context
+from .context import MAX_NAMES, Context
 from .model import Diagnosis
 from .registry import rule
 from .text import close, code, on, plain, propose, python_hint
@@ -44,7 +47,19 @@ def unbound_local(ctx: Context) -> Diagnosis | None:
     func = frame.f_code.co_name if frame is not None else None
     in_func = f" inside `{func}`" if func and func != "<module>" else ""
     outside = any(_scope_has(s, name) for s in (ctx.namespace, getattr(frame, "f_globals", {})))
-    if outside:
+    enclosing = _enclosing_with(ctx, frame, name)
+    if enclosing:  # the nearest `name` is a local of the function this one was defined in
+        explanation = (f"`{name}` is given a value{in_func}, so Python treats it as a new local variable of that "
+                       f"function, separate from the `{name}` of `{enclosing}`, the function around it. "
+                       f"{ctx.where(True)} the local `{name}` is used before it has a value.")
+        suggestion = (f"Write `nonlocal {name}` as the first line of `{func}` to change the `{name}` of "
+                      f"`{enclosing}`, or pass it in as a parameter and `return` the new value.")
+    elif not outside and name in dir(builtins):  # `max = max(points)` inside a function
+        explanation = (f"`{name}` is the name of a Python built-in, but{in_func} it is also given a value, so "
+                       f"there it is a local variable for the whole function, even on the lines before. "
+                       f"{ctx.where(True)} that local `{name}` is used before it has a value.")
+        suggestion = f"Store the result under another name, like `{name}_value`, so that `{name}` stays the built-in."
+    elif outside:
         explanation = (f"`{name}` is given a value{in_func}, so Python treats it as a new local variable of that "
                        f"function, separate from the `{name}` outside. {ctx.where(True)} the local `{name}` is "
                        "used before it has a value.")
@@ -56,6 +71,23 @@ def unbound_local(ctx: Context) -> Diagnosis | None:
         suggestion = f"Give `{name}` a value before this line, for example a starting value at the top of the function."
     return Diagnosis("unbound-local", f"'{plain(name)}' is used before it gets a value{on(ctx.line)}",
                      explanation, ctx.line, suggestion)
+
+
+def _enclosing_with(ctx: Context, frame: object, name: str) -> str | None:
+    """The function (a frame of the traceback) that ``frame``'s function was defined in, if it has a local
+    ``name``."""
+    code_of = getattr(frame, "f_code", None)
+    codes = [getattr(f, "f_code", None) for f in reversed(ctx.code_frames) if f is not frame]
+    try:  # a closure called after its outer function returned: the outer one is a function of the notebook
+        codes += [v.__code__ for v in itertools.islice(ctx.namespace.values(), MAX_NAMES)
+                  if isinstance(v, types.FunctionType)]  # plain functions only: reading them runs no user code
+    except Exception:
+        pass
+    for outer_code in codes:
+        if isinstance(outer_code, types.CodeType) and any(c is code_of for c in outer_code.co_consts) \
+                and name in outer_code.co_varnames:
+            return outer_code.co_name
+    return None
 
 
 def _name(ctx: Context) -> str | None:
@@ -133,7 +165,11 @@ def name_error(ctx: Context) -> Diagnosis | None:
             f"{ctx.where()} `{name}` doesn't exist yet.",
             line, f"Give `{name}` a starting value before that block (for example `{name} = None` or `0`), so "
                   "it exists whichever way the code goes.")
-    guess = other_language or python_hint(ctx.message) or close(name, ctx.known_names(), cutoff=0.75)
+    # `frame = Frame()`: `frame` gets its value only from this very line, which failed, so it doesn't exist
+    stored = [(n, getattr(node, "lineno", 0)) for n, node in ctx.assignments()]
+    only_here = {n for n, at in stored if at == line} - {n for n, at in stored if at != line}
+    candidates = [n for n in ctx.known_names() if n not in only_here or ctx.lookup(n)[0]]
+    guess = other_language or python_hint(ctx.message) or close(name, candidates, cutoff=0.75)
     if guess:
         return Diagnosis(
             "name-typo", f"Unknown name '{shown}'{on(line)}",
@@ -158,7 +194,12 @@ def name_error(ctx: Context) -> Diagnosis | None:
             "No cell so far has run that import (or the kernel was restarted since).",
             line, f"Add {propose(statement)} at the top of the cell and run it again.")
     in_text_context = re.search(r"print\(|input\(|==|!=|=\s*" + re.escape(name) + r"\s*$", ctx.text)
-    if re.fullmatch(r"[A-Za-z]{3,}", name) and (name[0].isupper() or in_text_context):
+    # `Tkinter.frame`, `Window()`: a name that is called, or has an attribute that text doesn't have, is an
+    # object (a module, a class, a function), not a word without quotes
+    dotted = re.search(r"(?<![\w.])" + re.escape(name) + r"\s*\.\s*(\w+)", ctx.text)
+    an_object = (dotted is not None and not hasattr(str, dotted.group(1))) or re.search(
+        r"(?<![\w.])" + re.escape(name) + r"\s*\(", ctx.text) is not None
+    if re.fullmatch(r"[A-Za-z]{3,}", name) and (name[0].isupper() or in_text_context) and not an_object:
         return Diagnosis(
             "missing-quotes", f"Unknown name '{shown}'{on(line)}: text without quotes?",
             f"Python reads a word without quotes as the name of a variable, and there is no variable `{name}`. "

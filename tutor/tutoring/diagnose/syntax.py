@@ -114,7 +114,9 @@ def forgot_comma(ctx: Context) -> Diagnosis | None:
             "In a dictionary, each key is followed by a colon `:` and then its value, like `{'a': 1, 'b': 2}`. "
             f"{ctx.where(True)} a key and its value stand next to each other with no `:` between them.",
             line, "Put a `:` between the key and its value.")
-    if re.fullmatch(r"[A-Za-z][\w']*(?:\s+[A-Za-z][\w']*)+\s*[.,!?:;]*", words):
+    after = err_text[end - 1:].lstrip() if span else ""
+    assigned = after.startswith((":=", "=")) and not after.startswith("==")  # `var start := ...`: names, not text
+    if not assigned and re.fullmatch(r"[A-Za-z][\w']*(?:\s+[A-Za-z][\w']*)+\s*[.,!?:;]*", words):
         defined = [w for w in re.findall(r"[A-Za-z_]\w*", words) if ctx.lookup(w)[0] and not keyword.iskeyword(w)]
         if len(defined) < len(words.split()):
             return Diagnosis(
@@ -256,8 +258,8 @@ _LONE_EQUALS = re.compile(r"(?<![=!<>:+\-*/%&|^@])=(?!=)")
 def assign_in_condition(ctx: Context) -> Diagnosis | None:
     msg, line, err_text, offset = parts(ctx)
     m = re.match(r"^(\s*)(if|elif|while)\b(.*)$", err_text)
-    if m and re.search(r"(?<![=!<>])=\s*!", m.group(3)):
-        return None  # `x =! 2`: a "not equal" written backwards (syntax_tokens.py)
+    if m and re.search(r"(?<![=!<>])=\s*[!<>]", m.group(3)):
+        return None  # `x =! 2`, `x =< 2`: a comparison written backwards (syntax_tokens.py)
     if not m or "Maybe you meant '=='" not in msg and not (is_bare(ctx) and _LONE_EQUALS.search(m.group(3))):
         return None
     fixed = m.group(2) + _LONE_EQUALS.sub("==", m.group(3), count=1)
@@ -333,7 +335,9 @@ def missing_colon(ctx: Context) -> Diagnosis | None:
     add = f"Add `:` after {code(head, 80)}"
     if compiles(head + ":"):
         add = f"Add `:` after {code(head, 80)}: {propose(head + ':')}"
-    if rest and not rest.startswith("#"):
+    if rest.startswith(";") and not rest.lstrip(";").strip():  # `def f();`: a semicolon typed for the colon
+        add = "Write `:` instead of `;`" + (f": {propose(head + ':')}" if compiles(head + ":") else "")
+    elif rest and not rest.startswith("#") and compiles(rest):  # only a statement can move to the next line
         add += f", and put {code(rest, 60)} on the next line, indented"
     return Diagnosis(
         "missing-colon", f"A colon is missing {where}",

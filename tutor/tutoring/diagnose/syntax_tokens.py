@@ -436,6 +436,9 @@ def two_statements(ctx: Context) -> Diagnosis | None:
     here = s.tok(0)
     if here is None or here.type not in (tokenize.NAME, tokenize.NUMBER, tokenize.STRING):
         return None
+    before = s.tok(-1)
+    if here.type == tokenize.STRING and before is not None and before.type == tokenize.NAME and s.adjacent(-1, 0):
+        return None  # `bf"text"`, `rf"..."` misspelt: a string prefix Python doesn't know, not two statements
     head, rest = s.text[: s.col()].strip(), s.text[s.col():].strip()
     if not ("=" in head or head.endswith(")")) or not compiles(head) or not compiles(rest):
         return None
@@ -455,12 +458,18 @@ def incomplete_expression(ctx: Context) -> Diagnosis | None:
     if s is None or s.i == 0:
         return None
     before, here = s.s(-1), s.s(0)
+    if before not in _OPERATORS and here in _OPERATORS and s.s(1) in _OPERATORS:
+        return _two_operators(s, here, s.s(1), at=1)  # `if x =< 3:`: Python stops at the first of the two
     if before not in _BINARY or before == ".":
         return None
     if here and here not in (")", "]", "}", ":", ",", "=", *_BINARY):
         return None
     if before == "," and here in (")", "]", "}", ""):
         return None  # a trailing comma is fine in Python; something else is wrong
+    if before == "," and here in _BINARY and here != ",":
+        # `def f(a, *, *)`, `def f(a, /, b, /)`, `import sin, and cos`: the comma does have something after
+        # it, and what is wrong (a parameter order, a keyword) is not a missing value
+        return None
     if before == "," and here == ",":
         return _diagnosis(
             "incomplete-expression", "Two commas with nothing between them",
@@ -474,12 +483,37 @@ def incomplete_expression(ctx: Context) -> Diagnosis | None:
             f"10\"). In Python each side of `{before}` is a comparison of its own, so the value must be named "
             "again.",
             s.line, "Write the value on both sides, like `x > 5 and x < 10`, or chain the comparison: `5 < x < 10`.")
+    if here in _OPERATORS and before in _OPERATORS:
+        return _two_operators(s, before, here)
     after = "the end of the line" if not here else code(here)
     return _diagnosis(
         "incomplete-expression", f"{before} has nothing after it",
         f"{ctx.where(True)} `{before}` is followed by {after}, but it needs a value on its right "
         f"(like `x {before} 1`). Python stopped there because the expression is unfinished.",
         s.line, f"Write the missing value after `{before}`, or remove the `{before}`.")
+
+
+_OPERATORS = {op for op in _BINARY if not op.isalpha() and op not in (",", ".")}
+
+
+def _two_operators(s: Spot, before: str, here: str, at: int = 0) -> Diagnosis:
+    """``a =< 3``, ``a / = b``, ``2 * * 5``, ``3 */ 4``: an operator followed by another one (not by nothing);
+    the second of them is the token ``at`` places from where Python stopped."""
+    explanation = (f"On line {s.line}, `{before}` is followed directly by `{here}`. Each operator needs a value on "
+                   "both sides, so two operators can't stand next to each other.")
+    first, second = s.tok(at - 1), s.tok(at)
+    if first is not None and second is not None and first.start[0] == second.end[0] == s.line:
+        for joined in (before + here, here + before):  # a space inside `**` or `/=`, or `=<` for `<=`
+            fixed = s.text[: first.start[1]] + joined + s.text[second.end[1]:]
+            if joined in _OPERATORS and compiles(fixed.strip()):
+                return _diagnosis(
+                    "incomplete-expression", f"{before} and {here} stand next to each other",
+                    explanation + f" Together they make the operator `{joined}`.",
+                    s.line, f"Write {propose(fixed.strip(), replaces_line=s.line)}.")
+    return _diagnosis(
+        "incomplete-expression", f"{before} and {here} stand next to each other", explanation,
+        s.line, (f"Remove one of the two `{before}`" if before == here else f"Remove `{before}` or `{here}`")
+        + ", or put the missing value between them.")
 
 
 @rule(SyntaxError, kinds="invalid-number", order=79)

@@ -42,6 +42,20 @@ def _input_note(ctx: Context) -> str:
         else ""
 
 
+def _words(ctx: Context) -> list[str]:
+    """The texts used with an operator on the line that are not numbers (``int("abc")`` would fail too)."""
+    found = []
+    for node in ctx.nodes_on_line((ast.BinOp, ast.AugAssign)):
+        for side in (node.left, node.right) if isinstance(node, ast.BinOp) else (node.target, node.value):
+            ok, value = evaluate(ctx, side)
+            if ok and isinstance(value, str):
+                try:
+                    float(value)
+                except ValueError:
+                    found.append(value)
+    return found
+
+
 @rule(TypeError, kinds="type-mismatch", order=50)
 def operator_types(ctx: Context) -> Diagnosis | None:
     msg, line = ctx.message, ctx.line
@@ -65,7 +79,9 @@ def operator_types(ctx: Context) -> Diagnosis | None:
                 "type-mismatch", f"Two texts can't be multiplied{on(line)}",
                 f"{ctx.where(True)} `*` is used between two texts. Text can be repeated a whole number of times "
                 f"(`'ab' * 3`), but two texts can't be multiplied.{_input_note(ctx)}",
-                line, "Turn the texts into numbers with `int(...)` or `float(...)` before multiplying.")
+                line, "Turn the texts into numbers with `int(...)` or `float(...)` before multiplying."
+                if not _words(ctx) else "To repeat a text, multiply it by a whole number, like `'ab' * 3`; "
+                                        "to multiply numbers, use numbers (or texts of digits turned into numbers).")
         return Diagnosis(
             "type-mismatch", f"Text or a list can only be repeated a whole number of times{on(line)}",
             f"{ctx.where(True)} a text or a list is multiplied by {type_word(right)}. Multiplying a text or a "
@@ -73,7 +89,7 @@ def operator_types(ctx: Context) -> Diagnosis | None:
             + _input_note(ctx),
             line, "If you meant arithmetic, turn the text into a number with `float(...)` first; to repeat, use "
                   "a whole number (`int(...)`).")
-    if op == "@":
+    if op in ("@", "@="):
         return Diagnosis(
             "type-mismatch", f"@ is matrix multiplication{on(line)}",
             f"{ctx.where(True)} `@` is used with {type_word(left)} and {type_word(right)}. `@` multiplies "
@@ -97,11 +113,14 @@ def operator_types(ctx: Context) -> Diagnosis | None:
                 line, "To join them as text, wrap the number in `str(...)` (or use an f-string like "
                       "`f\"age: {age}\"`); for arithmetic, turn the text into a number with `int(...)` or "
                       "`float(...)`.")
+        words = _words(ctx)
         return Diagnosis(
             "type-mismatch", f"Arithmetic on text{on(line)}",
             f"{ctx.where(True)} `{op}` is used with {type_word(left)} and {type_word(right)}. Arithmetic needs "
             "numbers on both sides, and text is not a number even when it holds digits." + _input_note(ctx),
-            line, "Turn the text into a number with `int(...)` or `float(...)` first.")
+            line, "Turn the text into a number with `int(...)` or `float(...)` first." if not words else
+            f"{code(repr(words[0]))} is not a number, so converting it would fail too: check which value you "
+            "meant to use here.")
     if left == right == "str" and op == "-":
         return Diagnosis(
             "type-mismatch", f"Text can't be subtracted{on(line)}",
@@ -136,6 +155,18 @@ def compare_types(ctx: Context) -> Diagnosis | None:
     if not m:
         return None
     op, left, right = m.groups()
+    if left == right:  # both of one kind: that kind has no order at all; converting one side would not help
+        sorting = any(isinstance(c.func, ast.Name) and c.func.id in ("sorted", "max", "min")
+                      or isinstance(c.func, ast.Attribute) and c.func.attr == "sort"
+                      for c in ctx.nodes_on_line(ast.Call))
+        return Diagnosis(
+            "compare-types", f"Two {plain(left)} values can't be ordered{on(line)}",
+            f"{ctx.where(True)} `{op}` compares two values that are both {type_word(left)}. That kind of value "
+            "has no order of its own, so Python can't tell which one is smaller.",
+            line, "Sort by something that has an order, like `key=lambda item: item['name']` or "
+                  "`key=abs` (for complex numbers)." if sorting else
+                  "Compare something inside the values that has an order, such as a number or a text "
+                  "(`abs(z)` for a complex number, `a.age` for an object).")
     return Diagnosis(
         "compare-types", f"Comparing {plain(left)} with {plain(right)}{on(line)}",
         f"{ctx.where(True)} `{op}` compares {type_word(left)} with {type_word(right)}. Python can only order "
@@ -154,6 +185,10 @@ _WANTS = re.compile(
     r"|(\w+)\(\) argument (\d+) must be (\w+), not (\w+)"
     r"|(\w+) first arg must be (\w+) or a tuple of \w+, not (\w+)"
     r"|ord\(\) expected a character, but string of length (\d+) found)")
+
+
+_PLUS_EQUALS = re.compile(r"(\w+)\s*=\+\s*")
+_JOINED = r"\1 += "
 
 
 @rule(TypeError, kinds="argument-type", order=60)
@@ -187,6 +222,15 @@ def argument_type(ctx: Context) -> Diagnosis | None:
             line, "Loop over the text and call `ord(c)` for each character `c`.")
     fix = ("Turn the text into a number with `int(...)` or `float(...)` first." if got == "str" and "number" in wants
            else f"Pass {wants} instead; print `type(...)` of the value to see what it is.")
+    # `total =+ "x"`: meant `+=` (which joins texts and lists), got `= +"x"`; `-=` would fail on them too
+    swapped = re.search(r"(\w+)\s*=(\+)(?!=)\s*\S", ctx.text) if g[0] == "unary +" and got in ("str", "list") else None
+    if swapped:
+        name, sign = swapped.groups()
+        return Diagnosis(
+            "argument-type", f"{sign}= written as ={sign}{on(line)}",
+            f"{ctx.where(True)} `={sign}` is read as `=` followed by a sign in front of the value, so Python tried "
+            f"to put a `{sign}` in front of {type_word(got)}. To add to a variable, the operator is `{sign}=`.",
+            line, f"Write {propose(_PLUS_EQUALS.sub(_JOINED, ctx.text.strip(), count=1))}, with `+` before `=`.")
     return Diagnosis(
         "argument-type", f"{plain(what.replace('`', ''))} can't use {plain(type_word(got).replace('`', ''))}"
                          f"{on(line)}",
@@ -278,6 +322,13 @@ def not_iterable(ctx: Context) -> Diagnosis | None:
             f"{ctx.where(True)} `next(...)` is given {type_word(type_name)}. `next` works on an iterator, which "
             "remembers how far it got; a list does not.",
             line, "Make an iterator first, like `items = iter(values)`, then call `next(items)`; or use a `for` loop.")
+    if "len()" in msg and type_name in ("generator", "map", "filter", "zip", "enumerate", "reversed"):
+        # these do have items, given one at a time: they just don't know how many in advance
+        return Diagnosis(
+            "not-iterable", f"A {plain(type_name)} has no length{on(line)}",
+            f"{ctx.where(True)} `len(...)` is used on a {type_name} object. It gives its items one at a time and "
+            "doesn't know in advance how many there are, so it has no length.",
+            line, "Make a list of the items first, like `len(list(...))`, or build a list with `[...]` instead.")
     if "len()" in msg and "len(" not in ctx.text:
         explanation = (f"{ctx.where(True)} a function is given {type_word(type_name)} where it needs a collection "
                        "(it asked for its length). Only collections such as lists, strings and dictionaries have "

@@ -57,6 +57,14 @@ def bad_conversion(ctx: Context) -> Diagnosis | None:
 @rule(ValueError, kinds="unpack-count")
 def unpack_count(ctx: Context) -> Diagnosis | None:
     m = ctx.match(r"(too many|not enough) values to unpack \(expected (\d+)(?:, got (\d+))?\)")
+    starred = ctx.match(r"not enough values to unpack \(expected at least (\d+), got (\d+)\)")
+    if starred:  # `a, b, *rest = [1]`: the names without a star each need a value
+        need, have = starred.groups()
+        return Diagnosis(
+            "unpack-count", f"Not enough values to unpack{on(ctx.line)}",
+            f"{ctx.where(True)} the names on the left without a `*` need at least {need} values, but only {have} "
+            "came. The starred name takes whatever is left over, possibly nothing, but the others each need one.",
+            ctx.line, "Check what the right side holds (print it), or use fewer names without a `*`.")
     if not m:
         return None
     line = ctx.line
