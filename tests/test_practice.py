@@ -60,7 +60,8 @@ def test_policy_files(tmp_path):
                                 "features": ["explain", "hints", "practice"]}))
     policy = load_policy(path)
     assert policy.max_hints == 2 and not policy.allows("chat") and policy.allows("hints")
-    for bad, message in (({"max_hint": 2}, "unknown policy keys"), ({"max_hints": 9}, "from 0 to 4"),
+    for bad, message in (({"max_hint": 2}, "unknown key 'max_hint'; did you mean 'max_hints'"),
+                         ({"max_hints": 9}, "from 0 to 4"), ({"allow_solutions": "false"}, "true or false"),
                          ({"features": ["flying"]}, "'features'"), ([], "JSON object")):
         path.write_text(json.dumps(bad))
         with pytest.raises(ValueError, match=message):

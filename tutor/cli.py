@@ -135,6 +135,14 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
 
 
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from .tutoring.policy import check_report
+
+    ok, text = check_report(args.file)
+    print(text, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tutor", description="An interactive code tutor on CodeGemma.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     p.set_defaults(func=cmd_make_tiny)
 
+    p = sub.add_parser("policy", help="the teacher's policy file: check it before students use it")
+    policy = p.add_subparsers(dest="policy_command", required=True)
+    c = policy.add_parser("check", help="print OK and what the policy allows, or every mistake with its line")
+    c.add_argument("file", help="the policy file (.json), as TUTOR_POLICY or c.Tutor.policy name it")
+    c.set_defaults(func=cmd_policy_check)
+
     from .eval.cli import add_parser as add_eval_parser
     from .lessons import add_parser as add_lesson_parser
 
@@ -217,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "shards", 1) < 1:
         parser.error("--shards must be at least 1")
     try:
-        args.func(args)
+        status = args.func(args)
     except (TutorError, ValueError) as exc:
         print(f"tutor: error: {exc}", file=sys.stderr)
         return 2
@@ -230,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `tutor complete ... | head`
         return 0
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

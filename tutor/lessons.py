@@ -360,6 +360,21 @@ def _nbgrader_value_ok(key: str, value) -> bool:
     return not isinstance(value, str) or (len(value) <= 100 and "\n" not in value)
 
 
+def _lesson_policy(nb: NotebookNode, name: str) -> dict | None:
+    """The teacher copy's ``metadata.tutor.policy``, checked (a mistake stops the build), or None."""
+    from .tutoring.policy import PolicyError, validate
+
+    tutor = nb.metadata.get("tutor", {})
+    data = tutor.get("policy") if isinstance(tutor, dict) else None
+    if data is None:
+        return None
+    try:
+        validate(data, f"{name}: metadata.tutor.policy")
+    except PolicyError as exc:
+        raise LessonError(str(exc)) from None
+    return dict(data)
+
+
 def _clean_metadata(meta: dict, removed: Removed) -> dict:
     kept = {}
     for key, value in meta.items():
@@ -393,6 +408,8 @@ def build_student_copy(nb: NotebookNode, name: str = "lesson", *, notebook_name:
     meta = {k: v for k, v in nb.metadata.items() if k in _KEEP_NOTEBOOK_METADATA}
     removed.notebook_metadata.update(k for k in nb.metadata if k not in _KEEP_NOTEBOOK_METADATA)
     meta["tutor"] = {"lesson": lesson, "student_copy": True}
+    if (policy := _lesson_policy(nb, name)) is not None:
+        meta["tutor"]["policy"] = policy  # the lesson's own policy travels: it can only make the tutor stricter
     student.metadata = nbformat.from_dict(meta)
     setup = nbformat.v4.new_code_cell(f"%load_ext tutor\n%lesson {notebook_name or Path(name).name}")
     setup.metadata = nbformat.from_dict({"tags": [SETUP_TAG]})

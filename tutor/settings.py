@@ -31,7 +31,7 @@ class Settings:
     endpoint: str | None = None  # an OpenAI-compatible server shared by a class; nothing loads locally
     token: str | None = None
     device: str | None = None
-    policy: str | None = None  # a course policy file (see tutor.tutoring.practice.Policy)
+    policy: str | None = None  # a course policy file (see tutor.tutoring.policy)
     sources: Mapping[str, str] = field(default_factory=dict)  # setting -> where its value came from
 
     @property

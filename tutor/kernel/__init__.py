@@ -21,6 +21,8 @@ def load_ipython_extension(shell: Any) -> None:
     shell.register_magics(GenerateMagics(shell, extension))
     shell.events.register("post_run_cell", extension.post_run_cell)
     _loaded[id(shell)] = extension
+    if extension.policy_state.notice:  # a broken policy file: said once, here, not at every cell
+        print(extension.policy_state.notice)
 
 
 def unload_ipython_extension(shell: Any) -> None:

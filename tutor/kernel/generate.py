@@ -13,7 +13,7 @@ from IPython.display import display
 from ..backends import Backend, make_backend
 from ..grading import Problem
 from ..tutoring.generate import GenerationRefused, check_allowed, generate_code, may_show_draft
-from ..tutoring.practice import Policy
+from ..tutoring.policy import Policy
 from ..widgets import TutorPanel
 from ..widgets.panel import student_message
 from .extension import TutorExtension
@@ -23,12 +23,11 @@ NO_MODEL = ("No model is configured. Set TUTOR_COMPLETION_MODEL (codegemma-2b/7b
 
 
 def course_state(shell: Any) -> tuple[Policy, Problem | None]:
-    """The course policy and the current practice problem, where the practice magics keep them today.
-
-    The one place to change when the policy moves: with no practice magics, the strictest reading."""
+    """The policy in force and the current practice problem (the practice magics know both); with no
+    practice magics, the strictest reading."""
     practice = shell.magics_manager.registry.get("PracticeMagics")
     if practice is None:
-        return Policy(), None
+        return Policy(allow_solutions=False), None
     return practice.policy, practice.current.problem if practice.current is not None else None
 
 
@@ -51,6 +50,8 @@ class GenerateMagics(Magics):
             raise UsageError("choose one of --chat and --completion.")
         if not cell.strip():
             raise UsageError("describe the code you want in the cell, under %%generate.")
+        if refusal := self.ext.refusal("generate"):  # the policy first, before anything reaches a model
+            raise UsageError(refusal)
         policy, problem = course_state(self.shell)
         try:
             check_allowed(policy, problem, cell)

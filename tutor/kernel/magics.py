@@ -58,6 +58,7 @@ class TutorMagics(Magics):
         """Explain code: `%%explain` the cell's code (not run), `%explain name` an object, `%explain` the
         previous cell."""
         args = parse_argstring(self.explain, line)
+        self._allowed("explain")
         code = cell if cell is not None else self._code_for(args.name)
         if not code.strip():
             raise UsageError("there is no code to explain: the cell is empty.")
@@ -69,10 +70,17 @@ class TutorMagics(Magics):
         self._stream_explanation(panel, code, args)
 
     def _stream_explanation(self, panel: TutorPanel, code: str, args: Any) -> None:
-        """Into ``panel``; after an error or Stop a Try again button asks once more."""
+        """Into ``panel`` (checked by the guard first while an exercise is open); after an error or Stop a Try
+        again button asks once more."""
         again = Button("again", "Try again", lambda: self._stream_explanation(panel, code, args))
-        panel.stream(lambda: explain(self.ext.backend(), code, level=args.level, language=args.language),
-                     retry=(again,), busy=self.ext.busy(panel))
+        self.ext.show_reply(panel, lambda: explain(self.ext.backend(), code, level=args.level, language=args.language),
+                            retry=(again,), busy=self.ext.busy(panel))
+
+    def _allowed(self, feature: str) -> None:
+        """Ask the policy before anything reaches the model; a refusal is one plain line."""
+        refusal = self.ext.refusal(feature)
+        if refusal:
+            raise UsageError(refusal)
 
     def _code_for(self, name: str | None) -> str:
         if not name:
@@ -101,14 +109,17 @@ class TutorMagics(Magics):
             self.ext.enabled = command == "on"
             print(f"tutor: help when a cell fails is {command}.")
         elif command == "apply":
+            self._allowed("fix")
             if self.ext.pending_fix is None:
                 raise UsageError("there is no checked fix yet: press 'Suggest a fix' under a failing cell first.")
             self.shell.set_next_input(self.ext.pending_fix, replace=False)
         elif command == "":
+            self._allowed("chat")
             if not self.ext.has_chat_model:
                 print(NO_MODEL)
                 return
-            display(ChatWidget(Conversation(self.ext.backend(), cells=self._cells), busy=self.ext.busy))
+            display(ChatWidget(Conversation(self.ext.backend(), cells=self._cells), busy=self.ext.busy,
+                               guard=self.ext.reply_guard))
         else:
             raise UsageError(TUTOR_USAGE)
 
@@ -144,6 +155,8 @@ class TutorMagics(Magics):
             lines.append(f"  backend: {self.ext._backend.describe()}")  # noqa: SLF001
         if s.endpoint:
             lines.append(f"  server: {self.server_state()}")
+        lines.append("  policy in force (each part: where it came from):")
+        lines += ["    " + line for line in self.ext.policy_state.describe()]
         from ..grading import sandbox_report  # what grading protects on this machine, and what not
 
         lines += ["  " + line for line in sandbox_report().lines()]

@@ -22,7 +22,8 @@ from IPython.display import display
 from ..grading import HINT_LADDER, Bank, GradeReport, load_bank
 from ..grading.remote import GradingUnavailable, RemoteGrader
 from ..grading.student import StudentProblem, grade_student, keep_private, load_full, student_view
-from ..tutoring.practice import Policy, generate_problem, load_policy, next_hint, pick_problem
+from ..tutoring.policy import Policy
+from ..tutoring.practice import generate_problem, next_hint, pick_problem
 from ..widgets import Button, TutorPanel
 from .extension import TutorExtension
 
@@ -104,9 +105,40 @@ class PracticeMagics(Magics):
         self.bank = Bank(tuple(student_view(p) for p in load_bank()))
         self.current: Practice | None = None
         self.lesson: dict[str, Practice] = {}  # a lesson's exercises, by id (registered by %lesson)
-        self.policy = load_policy(extension.settings.policy) if extension.settings.policy else Policy()
+        self.solved: set[str] = set()  # exercises whose check passed in this kernel
+        extension.unsolved_exercise = self.unsolved_exercise
+        extension.open_exercise = self.open_exercise
         settings = extension.settings
         self.remote = RemoteGrader(settings.endpoint, settings.token) if settings.endpoint else None
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force: the extension holds it (file, notebook metadata, or the strictest)."""
+        return self.ext.policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        self.ext.policy = policy
+
+    def unsolved_exercise(self, source: str) -> bool:
+        """Whether ``source`` is work on an exercise (the current problem or a lesson's) not solved yet."""
+        open_ones = [*self.lesson.values(), *([self.current] if self.current else [])]
+        return any(p.problem.function and _defines(source, p.problem.function) and p.problem.id not in self.solved
+                   for p in open_ones)
+
+    def open_exercise(self) -> Any:
+        """The whole problem (solution and tests, read from its file for this call) of the exercise open now,
+        for the guard on model replies; None if there is none."""
+        try:
+            practice = self._practice()
+        except UsageError:
+            return None
+        return load_full(practice.problem)
+
+    def _refuse(self, feature: str) -> None:
+        refusal = self.ext.refusal(feature)
+        if refusal:
+            raise UsageError(refusal)
 
     # ------------------------------------------------------------------ problems
 
@@ -118,14 +150,13 @@ class PracticeMagics(Magics):
     def practice(self, line: str) -> None:
         """%practice [topic] [--level 1-3] [--new]: a practice problem; starter code goes in a new cell."""
         args = parse_argstring(self.practice, line)
-        if not self.policy.allows("practice"):
-            raise UsageError("practice problems are turned off for this course.")
+        self._refuse("practice")
         if args.topic in self.policy.avoid_topics:
             raise UsageError(f"the topic {args.topic!r} is not part of this course.")
         if args.new:
-            if not (self.policy.allows("generate") and self.ext.has_chat_model):
-                raise UsageError("new problems need the model and the course's permission; "
-                                 "try %practice without --new.")
+            self._refuse("generate")
+            if not self.ext.has_chat_model:
+                raise UsageError("new problems need the model; try %practice without --new.")
             self._practice_new(args.topic, args.level)
             return
         try:
@@ -201,6 +232,10 @@ class PracticeMagics(Magics):
             print(f"tutor: {exc} %check and %hint work on practice problems only here.")
             return
         self.lesson = {p.id: Practice(p) for p in exercises}
+        before = self.policy
+        self.ext.add_notebook_policy(Path(name).expanduser())
+        if self.policy != before:
+            print(f"tutor: this lesson sets its own policy, now in force: {self.policy.summary()}.")
         print(f"tutor: {len(self.lesson)} exercises in this lesson. After you write one, %check grades it and "
               "%hint gives a hint.")
 
@@ -241,6 +276,8 @@ class PracticeMagics(Magics):
         problem = self._problem(cell)
         report, note = self._grade(problem, cell)
         kind = "info" if report.passed else "error"
+        if report.passed:
+            self.solved.add(problem.id)
         display(TutorPanel(f"Check: {problem.title}", report_markdown(report, note=note), kind=kind))
         if report.status == "completed":  # safe to define the function in the kernel too
             self.shell.run_cell(cell, store_history=False)
@@ -261,6 +298,8 @@ class PracticeMagics(Magics):
                 raise ValueError(f"No cell defines `{problem.function}` yet: write it in a cell and run that cell.")
             panel.status = "Running the tests in the sandbox..."
             report, note = self._grade(problem, code)
+            if report.passed:
+                self.solved.add(problem.id)
             panel.set_markdown(report_markdown(report, note=note))
             panel.kind = "info" if report.passed else "error"
             panel.status = ""
@@ -293,6 +332,7 @@ class PracticeMagics(Magics):
     @line_magic
     def hint(self, line: str) -> None:
         """%hint: the next rung of the hint ladder (nudge, concept, pseudo-code, partial code)."""
+        self._refuse("hints")
         self._problem()
         panel = TutorPanel("Hint")
         display(panel)

@@ -22,7 +22,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     config = {k: v for k, v in dict(serverapp.config.get("Tutor", {})).items()}
-    completer = Completer(config=config)
+    completer = Completer(config=config, root_dir=getattr(serverapp, "root_dir", None))
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tutor-inline")
     base = serverapp.web_app.settings["base_url"]
     args = {"completer": completer, "executor": executor}
@@ -31,6 +31,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         (url_path_join(base, "tutor", "status"), StatusHandler, args),
     ])
     serverapp.web_app.settings["tutor_completer"] = completer
+    if completer.policy.notice:  # said once, in the server's log, for the teacher
+        serverapp.log.warning("%s", completer.policy.notice)
     serverapp.log.info("tutor: inline completion at %s (model: %s)", url_path_join(base, "tutor", "complete"),
                        completer.settings.completion_model or completer.settings.endpoint or "not configured")
 

@@ -17,6 +17,7 @@ from ..backends import Backend, BackendError, GenerationOptions, NotConfigured, 
 from ..engine.tokenizer import Tokenizer
 from ..prompts import ContextFile, approximate_tokens, fit_fim_budget
 from ..settings import Settings, resolve_settings
+from ..tutoring.policy import PolicyInForce, notebook_policy_layer, policy_from_file
 
 CELL_SEPARATOR = "\n\n# %%\n"  # the "percent" cell marker that scripts exported from notebooks use
 DEFAULTS = {"maxLines": 8, "contextBudget": 1536, "maxTokens": 96}
@@ -196,8 +197,11 @@ class Completer:
     """One per Jupyter server: the backend (started on first use), the running request of each editor."""
 
     def __init__(self, settings: Settings | None = None, *, config: Mapping[str, Any] | None = None,
-                 publish_environment: bool = True):
+                 publish_environment: bool = True, root_dir: str | Path | None = None):
         self.config = config or {}
+        self.root_dir = Path(root_dir).resolve() if root_dir is not None else None  # where notebooks' paths start
+        self._policy: PolicyInForce | None = None
+        self._notebook_layers: dict[Path, tuple[float, Any]] = {}  # path -> (mtime, its policy layer)
         self._settings = settings
         self.publish_environment = publish_environment
         self.counters = Counters()
@@ -224,6 +228,42 @@ class Completer:
                     self._tokenizer = Tokenizer(Path(model) / "tokenizer.model")
             return self._backend
 
+    @property
+    def policy(self) -> PolicyInForce:
+        """The course's policy (a broken file: the strictest, which turns inline completion off)."""
+        if self._policy is None:
+            self._policy = policy_from_file(self.settings.policy)
+        return self._policy
+
+    def policy_for(self, path: str) -> PolicyInForce:
+        """The policy in force for the notebook at ``path`` (relative to the server's root): the course's,
+        made stricter by the notebook's ``metadata.tutor.policy``. Read from disk, cached until it changes."""
+        policy = self.policy
+        if self.root_dir is None or not path.endswith(".ipynb"):
+            return policy
+        file = (self.root_dir / path).resolve()
+        if not file.is_relative_to(self.root_dir):
+            return policy  # not a notebook of this server
+        try:
+            mtime = file.stat().st_mtime
+        except OSError:
+            return policy
+        cached = self._notebook_layers.get(file)
+        if cached is None or cached[0] != mtime:
+            cached = self._notebook_layers[file] = (mtime, notebook_policy_layer(file))
+        return policy.with_layer(cached[1]) if cached[1] is not None else policy
+
+    def refusal(self, request: CompletionRequest) -> BackendError | None:
+        """Why inline completion may not run for this request's notebook (None: it may)."""
+        policy = self.policy_for(request.path)
+        if policy.allows("completion"):
+            return None
+        why = policy.origin("features")
+        if policy.notice:
+            why = f"the course policy file has a mistake ({self.settings.policy}; check it with `tutor policy check`)"
+        return BackendError(f"inline completion is turned off for this notebook by the course policy ({why}).",
+                            403, "policy_refused")
+
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text)) if self._tokenizer is not None else approximate_tokens(text)
 
@@ -240,6 +280,7 @@ class Completer:
         c = self.counters
         backend = self._backend
         return {"configured": bool(self.settings.endpoint or self.settings.completion_model),
+                "policy": self.policy.describe(),
                 "backend": backend.describe() if backend is not None else "not started (starts on first use)",
                 "requests": c.requests, "completed": c.completed, "superseded": c.superseded,
                 "generations_stopped": c.generations_stopped, "stopped_by_newer": c.stopped_by_newer,
@@ -267,6 +308,9 @@ class Completer:
             self.counters.superseded += 1
             older.supersede()
         try:
+            refused = self.refusal(request)  # the policy first: nothing reaches the model if it says no
+            if refused is not None:
+                raise refused
             backend = self.backend()
             prefix, suffix, files, path = prompt_parts(request, self.count_tokens)
             options = GenerationOptions(max_tokens=request.max_tokens, temperature=0.0)

@@ -23,7 +23,8 @@ from ..grading import Problem, check_solution
 from ..prompts import neutralize
 from .explain import TUTOR_VOICE
 from .fix import extract_code
-from .practice import Policy, guard_reply
+from .policy import Policy
+from .practice import guard_reply
 
 MODES = ("completion", "chat")
 # The pretrained model would go on past the code (more examples, another task): these end it.

@@ -1,64 +1,28 @@
-"""Practice: the teacher's policy, the hint ladder, the guard on model replies, generated problems.
+"""Practice: the hint ladder, the guard on model replies, generated problems.
 
-The guard is not only a prompt. A model reply is inspected before a student sees it: every code
-block in it is run against the current problem's tests in the sandbox, and one that solves the
-problem (or is close to the reference solution) is withheld unless the policy allows solutions;
-words the teacher wants avoided are removed.
+The guard is not only a prompt. A model reply is inspected before a student sees it: every piece of
+code in it (tutor.tutoring.guard) is compared with the reference solution by normalised AST and run
+against the current problem's tests in the sandbox, and one that solves the problem is withheld
+unless the policy allows solutions; words the teacher wants avoided are removed. The policy itself
+lives in tutor.tutoring.policy (its names are re-exported here for older imports).
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from ..backends.base import Backend, GenerationOptions, Message
-from ..grading import HINT_LADDER, Bank, Problem, ProblemFormatError, check_solution, problem_from_dict, run_reference
+from ..grading import HINT_LADDER, Bank, Problem, ProblemFormatError, problem_from_dict, run_reference
 from .explain import TUTOR_VOICE
-from .fix import CODE_FENCE
+from .guard import withhold_solutions
+from .policy import FEATURES, Policy, PolicyError, load_policy
 
-FEATURES = ("explain", "fix", "chat", "hints", "practice", "generate")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """A course's rules for the tutor (a JSON file; see docs/practice.md)."""
-
-    allow_solutions: bool = False
-    max_hints: int = 4  # rungs of the ladder a student may climb per problem
-    avoid_words: tuple[str, ...] = ()
-    avoid_topics: tuple[str, ...] = ()
-    features: frozenset[str] = field(default_factory=lambda: frozenset(FEATURES))
-
-    def allows(self, feature: str) -> bool:
-        return feature in self.features
-
-
-def load_policy(path: str | Path) -> Policy:
-    """Read a policy file; unknown keys and wrong types are errors a teacher can act on."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read the policy ({exc}).") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: the policy must be a JSON object.")
-    known = {"allow_solutions", "max_hints", "avoid_words", "avoid_topics", "features"}
-    if unknown := sorted(set(data) - known):
-        raise ValueError(f"{path}: unknown policy keys {unknown}; known keys: {sorted(known)}.")
-    features = data.get("features", list(FEATURES))
-    if not isinstance(features, list) or not set(features) <= set(FEATURES):
-        raise ValueError(f"{path}: 'features' must be a list drawn from {list(FEATURES)}.")
-    max_hints = data.get("max_hints", 4)
-    if not isinstance(max_hints, int) or not 0 <= max_hints <= len(HINT_LADDER):
-        raise ValueError(f"{path}: 'max_hints' must be a whole number from 0 to {len(HINT_LADDER)}.")
-    return Policy(allow_solutions=bool(data.get("allow_solutions", False)), max_hints=max_hints,
-                  avoid_words=tuple(data.get("avoid_words", ())), avoid_topics=tuple(data.get("avoid_topics", ())),
-                  features=frozenset(features))
+__all__ = ["FEATURES", "Guarded", "Hint", "Policy", "PolicyError", "generate_problem", "guard_reply", "load_policy",
+           "next_hint", "pick_problem"]
 
 
 # ------------------------------------------------------------------ the guard
@@ -66,41 +30,25 @@ def load_policy(path: str | Path) -> Policy:
 @dataclass(frozen=True)
 class Guarded:
     text: str
-    withheld: bool  # a code block was taken out because it solved the problem
+    withheld: bool  # code was taken out because it solved the problem
     reason: str = ""
 
 
 def guard_reply(text: str, problem: Problem | None, policy: Policy) -> Guarded:
-    """``text`` as the student may see it under ``policy`` for ``problem``."""
+    """``text`` as the student may see it under ``policy`` for ``problem``: every piece of code that solves
+    the problem, in any form (tutor.tutoring.guard), removed unless solutions are allowed; avoided words too."""
     withheld, reasons = False, []
     if problem is not None and not policy.allow_solutions:
-        def replace(match: re.Match[str]) -> str:
-            nonlocal withheld
-            if _solves(match.group(2), problem):
-                withheld = True
-                return "*(a code block that solves the exercise was removed: try writing it yourself)*"
-            return match.group(0)
-
-        text = CODE_FENCE.sub(replace, text)
-        if withheld:
-            reasons.append("the reply contained a solution")
+        text, removed, unchecked = withhold_solutions(text, problem)
+        if removed:
+            withheld = True
+            reasons.append("the reply contained a solution" if removed > unchecked else
+                           "the reply had more code than the guard can check")
     for word in policy.avoid_words:
         text, count = re.subn(rf"\b{re.escape(word)}\b", "[...]", text, flags=re.IGNORECASE)
         if count:
             reasons.append(f"'{word}' is avoided in this course")
     return Guarded(text, withheld, "; ".join(reasons))
-
-
-def _solves(code: str, problem: Problem) -> bool:
-    if difflib.SequenceMatcher(None, _normal(code), _normal(problem.solution)).ratio() > 0.8:
-        return True
-    if f"def {problem.function}" not in code:
-        return False
-    return check_solution(problem, code).ok
-
-
-def _normal(code: str) -> str:
-    return "\n".join(line.strip() for line in code.splitlines() if line.strip() and not line.strip().startswith("#"))
 
 
 # ------------------------------------------------------------------ hints

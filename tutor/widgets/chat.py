@@ -26,11 +26,15 @@ class ChatWidget(anywidget.AnyWidget):
     state = traitlets.Unicode("idle").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, conversation: Conversation, *, busy: Callable[[Any], str] | None = None, **kwargs: Any):
-        """``busy(widget)`` gives the status line while a reply starts (default "Thinking...")."""
+    def __init__(self, conversation: Conversation, *, busy: Callable[[Any], str] | None = None,
+                 guard: Callable[[], Callable[[str], tuple[str, str]] | None] | None = None, **kwargs: Any):
+        """``busy(widget)`` gives the status line while a reply starts (default "Thinking..."). ``guard()``, asked
+        at each question, gives None (stream the reply) or a check that sees the whole reply before the student
+        does and returns (the text to show, why something was removed)."""
         super().__init__(**kwargs)
         self.conversation = conversation
         self._busy = busy
+        self.guard = guard
         self._stream = None
         self.on_msg(self._on_msg)
 
@@ -51,8 +55,21 @@ class ChatWidget(anywidget.AnyWidget):
 
         def work() -> None:
             try:
+                check = self.guard() if self.guard is not None else None
                 self._stream = self.conversation.ask(question)
-                show_streaming(self._stream, self._show)
+                if check is None:
+                    show_streaming(self._stream, self._show)
+                else:
+                    received = 0
+                    for piece in self._stream:  # checked before it is shown: a draft could be the solution
+                        received += len(piece)
+                        self.status = f"Thinking... ({received} characters; checked before it is shown)"
+                    text, why = check(self._stream.result.text)
+                    self._show(text)
+                    self.status = why
+                    if self._stream.result.finish_reason == "cancelled":
+                        self.status = "Stopped."
+                    return
                 self.status = "Stopped." if self._stream.result.finish_reason == "cancelled" else ""
             except (TutorError, ValueError) as exc:
                 self.status = student_message(exc)
