@@ -16,6 +16,7 @@ import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/no
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
+import { CommandRegistry } from '@lumino/commands';
 import { Widget } from '@lumino/widgets';
 
 import {
@@ -99,6 +100,7 @@ class TutorInlineProvider implements IInlineCompletionProvider {
   readonly name = 'Tutor (CodeGemma)';
   settings: ITutorSettings = { ...DEFAULT_SETTINGS };
   latest: ILatest | null = null;
+  continuing = false;
   /** Called when a suggestion came after JupyterLab stopped waiting for it (the model was loading). */
   onLate: () => void = () => undefined;
 
@@ -118,6 +120,17 @@ class TutorInlineProvider implements IInlineCompletionProvider {
   ): Promise<IInlineCompletionList<IInlineCompletionItem>> {
     const started = Date.now();
     const triggerKind = context.triggerKind as number;
+    if (this.continuing) {
+      // Right after a word or a line was accepted: show the rest of the same suggestion at the new
+      // cursor (JupyterLab replaces from where it last asked, so the old item must not be accepted).
+      this.continuing = false;
+      const body = this._body(request, context);
+      const latest = this.latest;
+      const rest = latest && latest.cellId === body.cellId ? remainingSuggestion(latest.before, latest.text, body.before) : null;
+      if (rest) {
+        return { items: [{ insertText: rest }] };
+      }
+    }
     if (this._notConfigured || !shouldFetch(this.settings, triggerKind)) {
       return { items: [] }; // not set up: said once (a notice), not asked again on every keystroke
     }
@@ -277,7 +290,10 @@ class TutorInlineProvider implements IInlineCompletionProvider {
       this._notConfigured = true;
       if (this._notices.report('not_configured')) {
         // Not an error the student caused or can fix: one notice, which stays until dismissed.
-        Notification.info(`Tutor: inline completion is not set up. ${chunk.error.message}`, { autoClose: false });
+        Notification.info(`Tutor: inline completion is not set up. ${chunk.error.message}`, {
+          autoClose: false,
+          actions: [{ label: 'Dismiss', callback: () => undefined }]
+        });
       }
       return;
     }
@@ -329,7 +345,8 @@ class TutorInlineProvider implements IInlineCompletionProvider {
 }
 
 /** The part of the suggestion on show in the active cell that a command accepts. */
-function acceptPart(tracker: INotebookTracker, provider: TutorInlineProvider, part: (rest: string) => string): boolean {
+function acceptPart(app: JupyterFrontEnd, tracker: INotebookTracker, provider: TutorInlineProvider,
+  part: (rest: string) => string): boolean {
   const cell = tracker.activeCell;
   const editor = cell?.editor;
   const latest = provider.latest;
@@ -341,9 +358,9 @@ function acceptPart(tracker: INotebookTracker, provider: TutorInlineProvider, pa
   if (!rest) {
     return false;
   }
-  // Typed like keystrokes: JupyterLab's inline completer sees its suggestion's start typed and keeps
-  // the rest on show.
   editor.replaceSelection(part(rest));
+  provider.continuing = true;
+  void app.commands.execute('inline-completer:invoke');
   return true;
 }
 
@@ -390,12 +407,30 @@ const plugin: JupyterFrontEndPlugin<void> = {
     if (tracker) {
       app.commands.addCommand('tutor:accept-word', {
         label: 'Accept the Next Word of the Suggestion',
-        execute: () => acceptPart(tracker, provider, nextWord)
+        execute: () => acceptPart(app, tracker, provider, nextWord)
       });
       app.commands.addCommand('tutor:accept-line', {
         label: 'Accept the Next Line of the Suggestion',
-        execute: () => acceptPart(tracker, provider, nextLine)
+        execute: () => acceptPart(app, tracker, provider, nextLine)
       });
+      // CodeMirror moves the cursor on Ctrl/Alt+Right before JupyterLab's shortcuts see the key, so
+      // while ghost text is on show these two commands get their keys first (as they are set in
+      // Settings -> Keyboard Shortcuts), the way JupyterLab itself takes Tab for accepting.
+      const ours = new Set(['tutor:accept-word', 'tutor:accept-line']);
+      document.addEventListener('keydown', event => {
+        const target = event.target as Element | null;
+        if (!target?.closest?.('.jp-mod-inline-completer-active')) {
+          return;
+        }
+        const keystroke = CommandRegistry.keystrokeForKeydownEvent(event);
+        const binding = app.commands.keyBindings.find(b => ours.has(b.command) && b.keys.length === 1 &&
+          CommandRegistry.normalizeKeystroke(b.keys[0]) === keystroke);
+        if (binding) {
+          event.preventDefault();
+          event.stopPropagation();
+          void app.commands.execute(binding.command);
+        }
+      }, true);
     }
   }
 };
@@ -476,14 +511,15 @@ const commandsPlugin: JupyterFrontEndPlugin<void> = {
       if (!panel) {
         return;
       }
-      const kernel = panel.sessionContext.session?.kernel;
-      if (kernel) {
-        // Not `%load_ext`: that prints "already loaded" the second time.
-        await kernel.requestExecute({ code: 'get_ipython().extension_manager.load_extension("tutor")', silent: true,
-          store_history: false }).done;
-      }
       NotebookActions.insertBelow(panel.content);
       panel.content.activeCell?.model.sharedModel.setSource(code);
+      const kernel = panel.sessionContext.session?.kernel;
+      if (kernel) {
+        // Not `%load_ext`: that prints "already loaded" the second time. The kernel runs requests in
+        // order, so the cell below runs after it.
+        void kernel.requestExecute({ code: 'get_ipython().extension_manager.load_extension("tutor")', silent: true,
+          store_history: false });
+      }
       await NotebookActions.run(panel.content, panel.sessionContext);
     };
     const hasNotebook = () => tracker.currentWidget !== null;
