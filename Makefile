@@ -18,8 +18,9 @@ $(VENV)/.torch: | $(BIN)/python
 	touch $@
 
 # The JupyterLab extension (TypeScript in labextension/) is built by npm and @jupyterlab/builder into
-# tutor/labextension, which the install then copies to share/jupyter/labextensions. It is an explicit
-# step (not a hatch build hook) so that pip never needs node; without npm it is skipped with a note.
+# tutor/labextension, which the install then copies to share/jupyter/labextensions. The wheel's build
+# does this too (hatch-jupyter-builder, pyproject.toml); here it is a convenience that rebuilds when
+# the sources change (the build hook skips a tree that has a build). Without npm it is skipped.
 LABEXT_SRC := $(wildcard labextension/src/*.ts) labextension/schema/plugin.json labextension/package.json labextension/build.js
 
 labextension: tutor/labextension/package.json
