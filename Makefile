@@ -17,6 +17,13 @@ $(VENV)/.torch: | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
 	touch $@
 
+# The package's build backend and its labextension hook, in the venv: `pip install -e` then builds
+# without an isolated environment (which would install jupyterlab and ~80 packages every time);
+# hatchling needs editables for `-e`.
+$(VENV)/.build-backend: | $(BIN)/python
+	$(BIN)/python -m pip install -q "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
+	touch $@
+
 # The JupyterLab extension (TypeScript in labextension/) is built by npm and @jupyterlab/builder into
 # tutor/labextension, which the install then copies to share/jupyter/labextensions. The wheel's build
 # does this too (hatch-jupyter-builder, pyproject.toml); here it is a convenience that rebuilds when
@@ -37,8 +44,8 @@ tutor/labextension/package.json: $(LABEXT_SRC) | $(BIN)/python
 test-frontend: labextension/node_modules/.package-lock.json
 	cd labextension && npm test --silent >/dev/null && echo "frontend unit tests passed"
 
-lab: $(VENV)/.torch labextension
-	$(BIN)/python -m pip install -q -e ".[lab]"
+lab: $(VENV)/.torch $(VENV)/.build-backend labextension
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[lab]"
 	$(BIN)/jupyter lab --notebook-dir=. notebooks/getting-started.ipynb
 
 # The browser tests drive Debian's chromium; as root the test target installs it when missing.
@@ -54,8 +61,8 @@ bubblewrap:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || \
 		echo "note: no bubblewrap (apt-get install bubblewrap); grading falls back to weaker isolation"
 
-test: $(VENV)/.torch chromium bubblewrap labextension
-	$(BIN)/python -m pip install -q -e ".[test]"
+test: $(VENV)/.torch $(VENV)/.build-backend chromium bubblewrap labextension
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test]"
 	$(BIN)/ruff check tutor tests benchmarks
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory test-frontend; fi
 	$(BIN)/python -m pytest
@@ -63,12 +70,12 @@ test: $(VENV)/.torch chromium bubblewrap labextension
 lint:
 	$(BIN)/ruff check tutor tests benchmarks
 
-bench-cpu: $(VENV)/.torch
-	$(BIN)/python -m pip install -q -e ".[bench]"
+bench-cpu: $(VENV)/.torch $(VENV)/.build-backend
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[bench]"
 	$(BIN)/python benchmarks/bench_engine.py --shapes 2b --device cpu --prompt 512 --new 32
 
-bench-inline: $(VENV)/.torch
-	$(BIN)/python -m pip install -q -e ".[test]"
+bench-inline: $(VENV)/.torch $(VENV)/.build-backend
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test]"
 	$(BIN)/python benchmarks/bench_inline.py
 
 clean:
