@@ -17,9 +17,17 @@ $(VENV)/.torch: | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
 	touch $@
 
+# The package's build backend and its labextension hook, in the venv: `pip install -e` then builds
+# without an isolated environment (which would install jupyterlab and ~80 packages every time);
+# hatchling needs editables for `-e`.
+$(VENV)/.build-backend: | $(BIN)/python
+	$(BIN)/python -m pip install -q "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
+	touch $@
+
 # The JupyterLab extension (TypeScript in labextension/) is built by npm and @jupyterlab/builder into
-# tutor/labextension, which the install then copies to share/jupyter/labextensions. It is an explicit
-# step (not a hatch build hook) so that pip never needs node; without npm it is skipped with a note.
+# tutor/labextension, which the install then copies to share/jupyter/labextensions. The wheel's build
+# does this too (hatch-jupyter-builder, pyproject.toml); here it is a convenience that rebuilds when
+# the sources change (the build hook skips a tree that has a build). Without npm it is skipped.
 LABEXT_SRC := $(wildcard labextension/src/*.ts) labextension/schema/plugin.json labextension/package.json labextension/build.js
 
 labextension: tutor/labextension/package.json
@@ -42,8 +50,8 @@ USER_ID ?= $(shell id -u)
 LAB_ARGS ?=
 LAB_ROOT := $(if $(filter 0,$(USER_ID)),--allow-root)
 
-lab: $(VENV)/.torch labextension
-	$(BIN)/python -m pip install -q -e ".[lab]"
+lab: $(VENV)/.torch $(VENV)/.build-backend labextension
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[lab]"
 	$(BIN)/jupyter lab --notebook-dir=. $(LAB_ROOT) $(LAB_ARGS) notebooks/getting-started.ipynb
 
 # The browser tests drive Debian's chromium; as root the test target installs it when missing.
@@ -68,8 +76,8 @@ hub-proxy:
 tests/hub/node_modules/.package-lock.json: tests/hub/package-lock.json
 	cd tests/hub && npm ci --no-audit --no-fund --loglevel=error
 
-test: $(VENV)/.torch chromium bubblewrap labextension hub-proxy
-	$(BIN)/python -m pip install -q -e ".[test]"
+test: $(VENV)/.torch $(VENV)/.build-backend chromium bubblewrap labextension hub-proxy
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test]"
 	$(BIN)/ruff check tutor tests benchmarks
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory test-frontend; fi
 	$(BIN)/python -m pytest
@@ -77,12 +85,12 @@ test: $(VENV)/.torch chromium bubblewrap labextension hub-proxy
 lint:
 	$(BIN)/ruff check tutor tests benchmarks
 
-bench-cpu: $(VENV)/.torch
-	$(BIN)/python -m pip install -q -e ".[bench]"
+bench-cpu: $(VENV)/.torch $(VENV)/.build-backend
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[bench]"
 	$(BIN)/python benchmarks/bench_engine.py --shapes 2b --device cpu --prompt 512 --new 32
 
-bench-inline: $(VENV)/.torch
-	$(BIN)/python -m pip install -q -e ".[test]"
+bench-inline: $(VENV)/.torch $(VENV)/.build-backend
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test]"
 	$(BIN)/python benchmarks/bench_inline.py
 
 clean:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -27,13 +28,14 @@ if not (BUILT / "package.json").is_file():
 from jupyter_apps import start_jupyter  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+TESTS = Path(__file__).resolve().parent
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, tiny_dirs):
+
+def start_lab(tmp_path_factory, cells: list[str], tutor_env: dict[str, str], *extensions: str):
+    """JupyterLab with the built labextension and tutor.server (and ``extensions``), serving typing.ipynb."""
     root = tmp_path_factory.mktemp("inline-lab")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("import math"), nbformat.v4.new_code_cell(""),
-                nbformat.v4.new_code_cell("print(v142)")]
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "typing.ipynb")
     config = tmp_path_factory.mktemp("jupyter-config")
@@ -50,13 +52,84 @@ def lab(tmp_path_factory, tiny_dirs):
     ours.mkdir()
     (ours / "plugin.jupyterlab-settings").write_text(json.dumps({"debounceMs": 100}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
-    env.update({"TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"]), "TUTOR_DEVICE": "cpu",
-                "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_PATH": str(data),
-                "JUPYTERLAB_SETTINGS_DIR": str(settings)})
+    env.update({"TUTOR_DEVICE": "cpu", **tutor_env, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_PATH": str(data),
+                "JUPYTERLAB_SETTINGS_DIR": str(settings),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))})
+    enabled = ", ".join(f"'{name}': True" for name in ("tutor.server", *extensions))
     app = start_jupyter("jupyterlab", root, env, "--LabApp.news_url=None",
-                        "--ServerApp.jpserver_extensions={'tutor.server': True}")
+                        f"--ServerApp.jpserver_extensions={{{enabled}}}")
+    return app, root
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, tiny_dirs):
+    app, root = start_lab(tmp_path_factory, ["import math", "", "print(v142)"],
+                          {"TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"])})
     yield app.url, app.token, root
     app.stop()
+
+
+@pytest.fixture(scope="module")
+def scripted_lab(tmp_path_factory, tiny_dirs):
+    """The tiny 2B named as the completion model, its choices scripted (tests/scripted_completion.py)."""
+    app, root = start_lab(tmp_path_factory, ["import math\n\ndef area(r):\n    return math.pi * r ** 2", "", ""],
+                          {"TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"])}, "scripted_completion")
+    yield app.url, app.token, root
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def unconfigured_lab(tmp_path_factory):
+    app, root = start_lab(tmp_path_factory, ["import math", ""], {})
+    yield app.url, app.token, root
+    app.stop()
+
+
+@contextmanager
+def notebook_page(url: str, token: str, shot: str):
+    """A browser on typing.ipynb; a screenshot test-output/browser/<shot>-failure.png if the test fails."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / f"{shot}-failure.png").unlink(missing_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(f"{url}/lab/tree/typing.ipynb?token={token}", timeout=120_000)
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+            yield page
+        except Exception:
+            page.screenshot(path=str(OUTPUT / f"{shot}-failure.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def wait_for_completions(url: str, token: str, count: int, timeout: float = 60) -> dict:
+    """Until the server has finished ``count`` completions and runs none."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = tutor_status(url, token)
+        if s["active"] == 0 and s["completed"] >= count:
+            return s
+        time.sleep(0.2)
+    raise AssertionError(f"the server finished fewer than {count} completions in {timeout} s: {s}")
+
+
+def until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not so within {timeout} s")
+        time.sleep(0.1)
+
+
+def source(cell) -> str:
+    """The cell's text as typed: the editor's lines without the ghost text drawn among them."""
+    return cell.locator(".cm-content").evaluate("""el => {
+        const copy = el.cloneNode(true);
+        copy.querySelectorAll('.jp-GhostText, [class*="jp-GhostText-"]').forEach(g => g.remove());
+        return [...copy.querySelectorAll('.cm-line')].map(line => line.textContent).join('\\n');
+    }""")
 
 
 def printable(text: str) -> str:
@@ -111,3 +184,102 @@ def test_ghost_text_appears_and_tab_accepts_it(lab):
             raise
         finally:
             browser.close()
+
+
+def test_a_whitespace_suggestion_shows_no_ghost_text_and_tab_keeps_its_meaning(scripted_lab):
+    """Issue 20: after `def circumference(r):` / `    return ` the model offered only whitespace."""
+    url, token, _ = scripted_lab
+    with notebook_page(url, token, "inline-whitespace") as page:
+        cell = page.locator(".jp-NotebookPanel .jp-Cell").nth(1)
+        cell.locator(".cm-content").click()
+        page.keyboard.type("def circumference(r):", delay=20)
+        page.keyboard.press("Enter")
+        if not source(cell).endswith("    "):  # the editor indents the body once the kernel's language is known
+            page.keyboard.type("    ", delay=20)
+        page.keyboard.type("return ", delay=20)
+        assert source(cell) == "def circumference(r):\n    return "
+        wait_for_completions(url, token, 1)  # the model answered: whitespace only
+        time.sleep(0.5)
+        expect(page.locator(".jp-GhostText")).to_have_count(0)
+        expect(page.locator(".jp-mod-inline-completer-active")).to_have_count(0)
+        page.screenshot(path=str(OUTPUT / "inline-whitespace.png"))
+        page.keyboard.press("Tab")  # what Tab does with no suggestion: JupyterLab's tab completer
+        expect(page.locator(".jp-Completer")).to_be_visible(timeout=30_000)
+        page.keyboard.press("Escape")
+        assert "\n" not in source(cell)[len("def circumference(r):\n"):]  # no whitespace lines accepted
+
+
+def test_accept_a_word_then_a_line_then_the_rest(scripted_lab):
+    url, token, _ = scripted_lab
+    with notebook_page(url, token, "inline-partial") as page:
+        cell = page.locator(".jp-NotebookPanel .jp-Cell").nth(2)
+        cell.locator(".cm-content").click()
+        page.keyboard.type("area = ", delay=20)
+        ghost = page.locator(".jp-GhostText")
+        expect(ghost).to_contain_text("math.pi", timeout=60_000)
+        page.keyboard.press("Control+ArrowRight")
+        until(lambda: source(cell) == "area = math")
+        expect(ghost).to_contain_text(".pi * r ** 2", timeout=30_000)
+        page.keyboard.press("Alt+ArrowRight")
+        until(lambda: source(cell) == "area = math.pi * r ** 2")
+        expect(ghost).to_contain_text("print(area)", timeout=30_000)
+        page.screenshot(path=str(OUTPUT / "inline-partial.png"))
+        page.keyboard.press("Tab")
+        until(lambda: source(cell) == "area = math.pi * r ** 2\nprint(area)")
+
+
+def test_the_status_bar_shows_the_model_state_and_opens_details(scripted_lab, unconfigured_lab):
+    for (url, token, _), label in ((scripted_lab, "Tutor: ready"), (unconfigured_lab, "Tutor: not configured")):
+        with notebook_page(url, token, "inline-status") as page:
+            item = page.locator(".tutor-StatusItem")
+            expect(item).to_have_text(label, timeout=60_000)
+            item.click()
+            dialog = page.locator(".jp-Dialog")
+            expect(dialog).to_contain_text("State:", timeout=10_000)
+            if label.endswith("not configured"):
+                expect(dialog).to_contain_text("TUTOR_COMPLETION_MODEL")
+            else:
+                expect(dialog).to_contain_text("scripted replies")
+            page.screenshot(path=str(OUTPUT / f"inline-status-{label.split()[-1]}.png"))
+            dialog.get_by_role("button", name="Ok").click()
+            expect(dialog).to_have_count(0)
+
+
+def test_the_palette_has_a_tutor_section_and_explain_runs_in_a_new_cell(scripted_lab):
+    url, token, _ = scripted_lab
+    with notebook_page(url, token, "inline-palette") as page:
+        expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(timeout=120_000)
+        page.locator(".jp-NotebookPanel .jp-Cell").nth(0).locator(".cm-content").click()
+        page.keyboard.press("Control+Shift+c")
+        palette = page.locator("#command-palette")
+        page.keyboard.type("Tutor")
+        for label in ("Explain This Cell", "Explain the Selection", "Open Tutor Chat", "Practice",
+                      "Toggle Inline Completion", "Tutor Status"):
+            expect(palette.locator(".lm-CommandPalette-item", has_text=label).first).to_be_visible(timeout=10_000)
+        page.screenshot(path=str(OUTPUT / "inline-palette.png"))
+        palette.locator(".lm-CommandPalette-item", has_text="Explain This Cell").first.click()
+        cells = page.locator(".jp-NotebookPanel .jp-Cell")
+        expect(cells).to_have_count(4, timeout=10_000)
+        assert source(cells.nth(1)).startswith("%%explain\nimport math")
+        # No chat model here: the tutor's panel says so, in the new cell's output.
+        expect(cells.nth(1).locator(".tutor-panel")).to_be_visible(timeout=120_000)
+
+
+def test_without_a_model_one_dismissible_notice_and_no_error_toast(unconfigured_lab):
+    url, token, _ = unconfigured_lab
+    with notebook_page(url, token, "inline-unconfigured") as page:
+        cell = page.locator(".jp-NotebookPanel .jp-Cell").nth(1)
+        cell.locator(".cm-content").click()
+        page.keyboard.type("x = 1", delay=30)
+        notice = page.locator(".Toastify__toast", has_text="not set up")
+        expect(notice).to_have_count(1, timeout=60_000)
+        expect(notice).to_contain_text("TUTOR_COMPLETION_MODEL")
+        page.screenshot(path=str(OUTPUT / "inline-unconfigured.png"))
+        notice.get_by_role("button", name="Dismiss").click()
+        expect(notice).to_have_count(0, timeout=10_000)
+        asked = tutor_status(url, token)["requests"]
+        page.keyboard.type("\ny = 2", delay=30)
+        time.sleep(1.5)
+        expect(page.locator(".Toastify__toast--error, .jp-Notification-Toast-error")).to_have_count(0)
+        expect(notice).to_have_count(0)
+        assert tutor_status(url, token)["requests"] == asked  # not asked again on every keystroke

@@ -94,3 +94,49 @@ def test_the_suffix_is_never_echoed():
     assert s.shape("y = x * 2\n    return y\n") == ("y = x * 2", True)
     s = Shaper("for i in range(3):\n    ", "\nprint('done')", max_lines=8)
     assert s.shape("total += i\nprint('done')\n")[0] == "total += i"
+
+
+@pytest.mark.parametrize("before, after, text", [
+    ("import math\n\ndef circumference(r):\n    return ", "", "  \n"),  # issue 20: whitespace only
+    ("import math\n\ndef circumference(r):\n    return ", "", "\n    \n\t"),
+    ("def f(x):\n    ", "\n    return y\n", "\n    return y"),  # only the next line of the suffix again
+    ("print(len(", "))\nz = 1", "))"),  # only the rest of the line again
+    ("x = [1, ", "2, 3]", " 2,"),  # the start of what is after the cursor, spaced differently
+])
+def test_a_suggestion_that_adds_nothing_is_never_shown(before, after, text):
+    s = Shaper(before, after, max_lines=8)
+    assert s.shape(text)[0] == ""
+    assert s.shape(text[:1])[0] == ""  # nor while it streams
+
+
+def test_a_suggestion_that_adds_something_is_shown_with_its_whitespace():
+    s = Shaper("def circumference(r):\n    return ", "", max_lines=8)
+    assert s.shape(" 2 * math.pi * r") == (" 2 * math.pi * r", False)
+    s = Shaper("x = [1, ", "2, 3]", max_lines=8)
+    assert s.shape("5, ")[0] == "5, "
+
+
+def test_the_completer_sends_nothing_for_a_whitespace_suggestion():
+    """The real path (request, prompt, Completer, Shaper) with a backend that answers only whitespace."""
+    import threading
+
+    from scripted import ScriptedBackend
+
+    from tutor.server.completion import Completer
+    from tutor.settings import Settings
+
+    completer = Completer(Settings(completion_model="scripted"), publish_environment=False)
+    completer._backend = ScriptedBackend("  \n  \n", " 2 * math.pi * r")
+    ask = request(before="def circumference(r):\n    return ", after="", cellsBefore=["import math"])
+    assert [str(t) for t in completer.complete(ask, threading.Event())] == [""]
+    assert [str(t) for t in completer.complete(ask, threading.Event())][-1] == " 2 * math.pi * r"
+    assert completer.status()["state"] == "ready"
+
+
+def test_the_status_says_what_state_the_model_is_in():
+    from tutor.server.completion import Completer
+    from tutor.settings import Settings
+
+    state = Completer(Settings(), publish_environment=False).status()
+    assert state["state"] == "not_configured" and "TUTOR_COMPLETION_MODEL" in state["message"]
+    assert Completer(Settings(completion_model="/nowhere"), publish_environment=False).state()[0] == "idle"

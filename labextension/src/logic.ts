@@ -142,3 +142,63 @@ export class Debouncer {
     return mine === this._generation;
   }
 }
+
+/**
+ * What is left of a suggestion, given the text before the cursor when it was asked for and now:
+ * the part the student has not typed (or accepted) yet; null when they typed something else.
+ */
+export function remainingSuggestion(requestBefore: string, suggestion: string, currentBefore: string): string | null {
+  if (!currentBefore.startsWith(requestBefore)) {
+    return null;
+  }
+  const typed = currentBefore.slice(requestBefore.length);
+  return suggestion.startsWith(typed) ? suggestion.slice(typed.length) : null;
+}
+
+/** The next word of a suggestion, with the spaces before it: a run of word characters or of punctuation. */
+export function nextWord(rest: string): string {
+  const match = /^[ \t]*(\n[ \t]*)?([\w]+|[^\w\s]+)?/.exec(rest);
+  return match && match[0] ? match[0] : rest.slice(0, 1);
+}
+
+/**
+ * The next line of a suggestion: up to (not including) its next newline, so the rest stays on
+ * show; at a newline, the newline and the line after it.
+ */
+export function nextLine(rest: string): string {
+  const start = rest.startsWith('\n') ? 1 : 0;
+  const end = rest.indexOf('\n', start);
+  return end < 0 ? rest : rest.slice(0, end);
+}
+
+/** The server extension's state (GET /tutor/status), and what the status bar says for it. */
+export type TutorState = 'not_configured' | 'idle' | 'loading' | 'ready' | 'unreachable';
+
+export const STATE_LABELS: { [state in TutorState]: string } = {
+  not_configured: 'Tutor: not configured',
+  idle: 'Tutor: idle',
+  loading: 'Tutor: loading model…',
+  ready: 'Tutor: ready',
+  unreachable: 'Tutor: server unreachable'
+};
+
+export function stateLabel(state: string | undefined): string {
+  return STATE_LABELS[(state ?? 'unreachable') as TutorState] ?? `Tutor: ${state}`;
+}
+
+/** Whether a chunk says completion is simply not set up (a notice once, never an error toast). */
+export function isNotConfigured(chunk: IChunk): boolean {
+  return chunk.error?.kind === 'not_configured';
+}
+
+/** The magic that a palette command puts in a new cell below, and runs. */
+export function magicCell(command: 'explain' | 'chat' | 'practice', code = ''): string {
+  switch (command) {
+    case 'explain':
+      return `%%explain\n${code}`;
+    case 'chat':
+      return '%tutor';
+    case 'practice':
+      return '%practice';
+  }
+}

@@ -1,7 +1,21 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 
-import { buildRequest, DEFAULT_SETTINGS, Debouncer, ErrorOnce, LineDecoder, readSettings, shouldFetch } from '../src/logic';
+import {
+  buildRequest,
+  DEFAULT_SETTINGS,
+  Debouncer,
+  ErrorOnce,
+  isNotConfigured,
+  LineDecoder,
+  magicCell,
+  nextLine,
+  nextWord,
+  readSettings,
+  remainingSuggestion,
+  shouldFetch,
+  stateLabel
+} from '../src/logic';
 
 test('the request splits the active cell at the cursor and sends the other cells in order', () => {
   const body = buildRequest({
@@ -56,4 +70,33 @@ test('the debouncer lets only the last of quick calls through', async () => {
   const d = new Debouncer();
   const results = await Promise.all([d.wait(20), d.wait(20), d.wait(20)]);
   assert.deepEqual(results, [false, false, true]);
+});
+
+test('what is left of a suggestion follows what the student typed or accepted', () => {
+  assert.equal(remainingSuggestion('x = ', 'math.pi * r', 'x = '), 'math.pi * r');
+  assert.equal(remainingSuggestion('x = ', 'math.pi * r', 'x = math.'), 'pi * r');
+  assert.equal(remainingSuggestion('x = ', 'math.pi * r', 'x = y'), null);
+  assert.equal(remainingSuggestion('x = ', 'math.pi', 'y = '), null);
+});
+
+test('a word at a time and a line at a time', () => {
+  assert.equal(nextWord('math.pi * r'), 'math');
+  assert.equal(nextWord('.pi * r'), '.');
+  assert.equal(nextWord(' * r'), ' *');
+  assert.equal(nextWord('  return y'), '  return');
+  assert.equal(nextWord('\n    return y'), '\n    return');
+  assert.equal(nextWord(''), '');
+  assert.equal(nextLine('y = x * 2\n    return y'), 'y = x * 2');
+  assert.equal(nextLine('\n    return y\nprint()'), '\n    return y');
+  assert.equal(nextLine('last'), 'last');
+});
+
+test('the status bar names each state; not configured is a notice, not an error', () => {
+  assert.equal(stateLabel('ready'), 'Tutor: ready');
+  assert.equal(stateLabel('not_configured'), 'Tutor: not configured');
+  assert.equal(stateLabel(undefined), 'Tutor: server unreachable');
+  assert.equal(isNotConfigured({ error: { message: 'no model', kind: 'not_configured' } }), true);
+  assert.equal(isNotConfigured({ error: { message: 'boom', kind: 'server_error' } }), false);
+  assert.equal(magicCell('explain', 'print(1)'), '%%explain\nprint(1)');
+  assert.equal(magicCell('chat'), '%tutor');
 });

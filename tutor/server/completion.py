@@ -133,7 +133,21 @@ class Shaper:
         self.next_line = following[0].strip() if following else ""
 
     def shape(self, text: str) -> tuple[str, bool]:
-        """(what to show, whether generation can stop here)."""
+        """(what to show, whether generation can stop here); "" when the suggestion would add nothing.
+
+        The one place that decides a suggestion is worth showing: text that is only whitespace, or only
+        repeats what is already after the cursor, is never shown, so Tab keeps its usual meaning (an
+        empty suggestion shows no ghost text and the inline completer does not take Tab)."""
+        shown, stop = self._shape(text)
+        return ("" if self.adds_nothing(shown) else shown), stop
+
+    def adds_nothing(self, shown: str) -> bool:
+        """Whether accepting ``shown`` would leave the cell as it reads now: only whitespace, or the text
+        after the cursor over again (compared without whitespace, so re-indented repeats count too)."""
+        visible = "".join(shown.split())
+        return not visible or "".join(self.after.split()).startswith(visible)
+
+    def _shape(self, text: str) -> tuple[str, bool]:
         if self.mid_line:
             first, newline, _ = text.partition("\n")
             return self._strip_rest_of_line(first), bool(newline)
@@ -209,6 +223,8 @@ class Completer:
         self._tokenizer: Tokenizer | None = None
         self._lock = threading.Lock()
         self._running: dict[str, tuple[str, Any]] = {}  # editor id -> (request id, stream)
+        self.last_error_kind = ""  # of the last request that failed, cleared by one that succeeds
+        self.last_error = ""
 
     @property
     def settings(self) -> Settings:
@@ -276,11 +292,31 @@ class Completer:
             if backend.worker.models["completion"]:
                 os.environ.setdefault("TUTOR_COMPLETION_MODEL", str(backend.worker.models["completion"]))
 
+    def state(self) -> tuple[str, str]:
+        """(state, a sentence for the student): not_configured, idle, loading, ready or unreachable."""
+        settings = self.settings
+        if not settings.endpoint and not settings.completion_model:
+            return "not_configured", ("No completion model is set up: set TUTOR_COMPLETION_MODEL to a model folder, "
+                                      "or TUTOR_ENDPOINT to your class's server, then restart JupyterLab.")
+        if self.last_error_kind == "unreachable":
+            return "unreachable", f"The tutor's model server cannot be reached: {self.last_error}"
+        backend = self._backend
+        if isinstance(backend, WorkerBackend):
+            if backend.worker.alive():
+                return "ready", "The model is loaded and ready."
+            if self._running:  # a request is waiting for the worker to start and load the model
+                return "loading", "Loading the model (the first completion waits for it)..."
+        elif backend is not None:
+            return "ready", f"Using {backend.describe()}."
+        return "idle", "The model loads on the first completion."
+
     def status(self) -> dict[str, Any]:
         c = self.counters
         backend = self._backend
+        state, message = self.state()
         return {"configured": bool(self.settings.endpoint or self.settings.completion_model),
                 "policy": self.policy.describe(),
+                "state": state, "message": message,
                 "backend": backend.describe() if backend is not None else "not started (starts on first use)",
                 "requests": c.requests, "completed": c.completed, "superseded": c.superseded,
                 "generations_stopped": c.generations_stopped, "stopped_by_newer": c.stopped_by_newer,
@@ -346,6 +382,10 @@ class Completer:
                 for notice in stream.result.notices:  # e.g. the worker had died and was restarted
                     yield Notice(notice)
             self.counters.completed += 1
+            self.last_error_kind = self.last_error = ""
+        except BackendError as exc:
+            self.last_error_kind, self.last_error = exc.kind, str(exc)
+            raise
         finally:
             with self._lock:
                 if self._running.get(request.editor_id) is job:
