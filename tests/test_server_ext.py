@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 from jupyter_apps import JupyterApp, start_jupyter
+from waiting import wait_until
 
 
 def start_server(root, env: dict[str, str], config_dir) -> JupyterApp:
@@ -137,7 +138,8 @@ def test_a_killed_worker_is_restarted_and_the_user_is_told_once(jupyter):
     first = status(url, token)
     assert first["worker_pid"]
     os.kill(first["worker_pid"], signal.SIGKILL)
-    time.sleep(0.5)
+    # The next request must find a dead worker (not race its death): wait until the server sees it.
+    wait_until(lambda: status(url, token)["worker_pid"] is None, 30, "the server to notice its killed worker")
     r = httpx.post(f"{url}/tutor/complete", json=body(id="after", settings={"maxTokens": 2}), headers=auth(token),
                    timeout=120)
     got = [json.loads(line) for line in r.text.splitlines() if line.strip()]
