@@ -102,16 +102,23 @@ def test_lm_head_copy_is_ignored(tiny_copy, tiny_2b):
 
 
 def test_hub_name_found_in_the_local_cache(tmp_path, tiny_2b_dir, monkeypatch):
-    for env, cache in (("HF_HUB_CACHE", tmp_path / "hubcache"), ("HF_HOME", tmp_path / "hfhome" / "hub")):
+    """README's order: HF_HUB_CACHE, else HF_HOME/hub, else the default ~/.cache/huggingface/hub
+    (where XDG_CACHE_HOME moves ~/.cache, as for huggingface_hub)."""
+    home = tmp_path / "home"
+    for env, value, cache in (("HF_HUB_CACHE", tmp_path / "hubcache", tmp_path / "hubcache"),
+                              ("HF_HOME", tmp_path / "hfhome", tmp_path / "hfhome" / "hub"),
+                              ("XDG_CACHE_HOME", tmp_path / "xdg", tmp_path / "xdg" / "huggingface" / "hub"),
+                              ("HOME", home, home / ".cache" / "huggingface" / "hub")):
         repo = cache / "models--google--codegemma-7b-it"
         snap = repo / "snapshots" / "0123abcd"
         shutil.copytree(tiny_2b_dir, snap)
         (repo / "refs").mkdir(parents=True)
         (repo / "refs" / "main").write_text("0123abcd")
-        monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-        monkeypatch.delenv("HF_HOME", raising=False)
-        monkeypatch.setenv(env, str(cache if env == "HF_HUB_CACHE" else cache.parent))
-        assert resolve_source("google/codegemma-7b-it") == snap
+        for name in ("HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))  # the real home's cache is never consulted
+        monkeypatch.setenv(env, str(value))
+        assert resolve_source("google/codegemma-7b-it") == snap, env
         assert resolve_source("codegemma-7b-it") == snap
         model = load("google/codegemma-7b-it", device="cpu")
         assert model.config.instruction_tuned  # the repo name says -it
