@@ -23,6 +23,17 @@ if not torch.cuda.is_available():
 from tutor.engine import load  # noqa: E402
 from tutor.engine.tiny import make_tiny  # noqa: E402
 
+def skip_without_gpu() -> None:
+    """For a GPU test module's top: skip it without CUDA, unless TUTOR_REQUIRE_GPU is set (a GPU run
+    that quietly skipped its GPU tests would report a pass it never earned): then fail."""
+    if torch.cuda.is_available():
+        return
+    if os.environ.get("TUTOR_REQUIRE_GPU"):
+        raise RuntimeError("torch sees no CUDA GPU, and TUTOR_REQUIRE_GPU is set: check the machine "
+                           "(nvidia-smi) and that torch is a CUDA build (torch.version.cuda)")
+    pytest.skip("needs a CUDA GPU (TUTOR_REQUIRE_GPU=1 makes this a failure)", allow_module_level=True)
+
+
 # pyproject.toml's default deadline (timeout = 300) is for ordinary tests; a test marked slow gets this.
 SLOW_TIMEOUT = 1200
 

@@ -1,5 +1,6 @@
 """On a GPU: continuous batching through captured (and compiled) batched steps and the per-row
-attention kernels gives single-sequence greedy tokens in float32 (skipped without CUDA)."""
+attention kernels gives single-sequence greedy tokens in float32 (skipped without CUDA, failed
+instead with TUTOR_REQUIRE_GPU=1)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import time
 
 import pytest
 import torch
+from conftest import skip_without_gpu
 
 from tests.test_batching import greedy, prompts, results
 from tutor.engine import load
 from tutor.engine.batching import BatchScheduler
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+skip_without_gpu()
 
 
 def run_mixed(model, batch, n=12):

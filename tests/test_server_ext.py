@@ -192,3 +192,23 @@ def test_with_an_endpoint_no_worker_starts(tmp_path_factory, server, tiny_dirs):
         assert s["published_endpoint"] == endpoint  # left as the teacher set it
     finally:
         app.stop()
+
+
+def test_settings_from_a_jupyter_config_file(tmp_path_factory, tiny_dirs):
+    """`c.Tutor.*` in a real jupyter_server_config.py of the config dir (JUPYTER_CONFIG_DIR), with no
+    TUTOR_* variable set: the server extension's completions come from the model named there."""
+    root, config = tmp_path_factory.mktemp("configured"), tmp_path_factory.mktemp("config")
+    (config / "jupyter_server_config.py").write_text(
+        f"c.Tutor.completion_model = {str(tiny_dirs['2b'])!r}\nc.Tutor.device = 'cpu'\n")
+    env = base_env()
+    env.pop("TUTOR_DEVICE")
+    app = start_server(root, env, config)
+    try:
+        assert status(app.url, app.token)["configured"] is True
+        r = httpx.post(f"{app.url}/tutor/complete", json=body(settings={"maxTokens": 2}), headers=auth(app.token),
+                       timeout=120)
+        last = json.loads(r.text.splitlines()[-1])
+        assert last["done"] is True and "error" not in last, last
+        assert f"completion: {tiny_dirs['2b']}" in status(app.url, app.token)["backend"]
+    finally:
+        app.stop()
