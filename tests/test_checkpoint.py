@@ -57,6 +57,8 @@ def mapped_ranges(file: os.PathLike[str]) -> list[tuple[int, int]]:
             fields = line.split(maxsplit=5)
             if len(fields) == 6 and int(fields[4]) == inode and os.path.samefile(fields[5].strip(), file):
                 start, end = (int(a, 16) for a in fields[0].split("-"))
+                if ranges and ranges[-1][1] == start:  # one mapping can show as several lines
+                    start = ranges.pop()[0]
                 ranges.append((start, end))
     return ranges
 
