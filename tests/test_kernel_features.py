@@ -78,7 +78,7 @@ def test_explain_in_another_language(k):
     assert state["state"] == "done" and "It prints a greeting." in state["html"]
     [call] = prompts(k)
     assert 'Explain what this C++ code does' in call[-1]["content"]
-    assert '```c++\nint main() { std::cout << "hi"; }\n```' in call[-1]["content"]
+    assert '```c++\nint main() { std::cout << "hi"; }\n' in call[-1]["content"]
     assert "invalid choice: 'cobol'" in stderr_of(k.run("%%explain --language cobol\nDISPLAY 'HI'."))
 
 
