@@ -23,6 +23,7 @@ if not torch.cuda.is_available():
 from tutor.engine import load  # noqa: E402
 from tutor.engine.tiny import make_tiny  # noqa: E402
 
+
 def skip_without_gpu() -> None:
     """For a GPU test module's top: skip it without CUDA, unless TUTOR_REQUIRE_GPU is set (a GPU run
     that quietly skipped its GPU tests would report a pass it never earned): then fail."""

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import httpx
 import nbformat
-from waiting import wait_until
 import pytest
+from waiting import wait_until
 
 from tests.test_browser import CHROMIUM, FLAGS, OUTPUT  # skips the module when chromium is missing
 

@@ -4,9 +4,7 @@ instead with TUTOR_REQUIRE_GPU=1)."""
 
 from __future__ import annotations
 
-
 import pytest
-import torch
 from conftest import skip_without_gpu
 from waiting import wait_until
 

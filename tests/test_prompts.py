@@ -79,7 +79,8 @@ CONVERSATIONS = [
      {"role": "assistant", "content": "An ordered collection.\n\n"},
      {"role": "user", "content": "\tShow one.  "}],
     [{"role": "user", "content": "def f(x):\n    return x\n"}, {"role": "assistant", "content": "It returns x."},
-     {"role": "user", "content": "Why?"}, {"role": "model", "content": "\nBecause."}, {"role": "user", "content": "ok"}],
+     {"role": "user", "content": "Why?"}, {"role": "model", "content": "\nBecause."},
+     {"role": "user", "content": "ok"}],
     [{"role": "user", "content": "naïve café ✓ 数字"}],
 ]
 
