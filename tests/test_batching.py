@@ -4,10 +4,10 @@ single-sequence decoding, in float32, while sequences of different lengths join 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import torch
+from waiting import wait_until
 
 from tutor.engine import PromptError
 from tutor.engine.batching import BatchScheduler
@@ -70,8 +70,9 @@ def test_batched_greedy_equals_single_sequence_greedy(request, scheduler, name):
     streams = []
     for i, (p, n) in enumerate(zip(ids, lengths, strict=True)):
         streams.append(batch.generate(p, max_new_tokens=n, stop_token_ids=[], stream=True, user=f"u{i % 3}"))
-        if i % 3 == 2:
-            time.sleep(0.05)  # later arrivals join a batch that is already decoding
+        if i % 3 == 2:  # later arrivals join a batch that is already decoding
+            decoded = batch.stats.steps
+            wait_until(lambda: batch.stats.steps > decoded, TIMEOUT, "the batch to decode a step")  # noqa: B023
     got = results(streams)
     assert [r.token_ids for r in got] == expected
     assert all(r.finish_reason == "length" for r in got)
@@ -212,7 +213,7 @@ def test_users_are_admitted_fairly_not_by_arrival(tiny_2b, scheduler):
     for i in range(1, 4):
         batch.submit(request(), user="busy", deliver=deliver_as(f"busy-{i}"))
     batch.submit(request(), user="quiet", deliver=deliver_as("quiet"))
-    time.sleep(0.3)  # all are waiting (if the loop has not seen them yet, they arrive together: same outcome)
+    wait_until(lambda: batch.stats.waiting == 4, TIMEOUT, "the four requests to wait for the busy slot")
     holder.cancel.set()
     assert done.wait(TIMEOUT)
     assert order[:2] == ["busy-0", "quiet"], order

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import nbformat
 import pytest
+from waiting import wait_until
 
 from tests.test_browser import CHROMIUM, FLAGS, OUTPUT  # skips the module when chromium is missing
 
@@ -157,15 +158,17 @@ def test_ghost_text_appears_and_tab_accepts_it(lab):
             page.keyboard.type(typed, delay=30)
             ghost = page.locator(".jp-GhostText")
             expect(ghost).to_be_visible(timeout=120_000)
-            deadline = time.monotonic() + 60  # let the stream finish, then read what it shows
-            while time.monotonic() < deadline:
-                s = tutor_status(url, token)
-                if s["active"] == 0 and s["completed"] >= 1:
-                    break
-                time.sleep(0.2)
-            time.sleep(0.5)
-            shown = ghost.inner_text()
-            assert shown.strip()
+            # Let the stream finish (the server says so), then until the ghost text stops changing:
+            # the browser may still be drawing the last chunk.
+            wait_until(lambda: (s := tutor_status(url, token))["active"] == 0 and s["completed"] >= 1, 60,
+                       "the completion to finish on the server")
+            seen = [ghost.inner_text()]
+
+            def settled() -> str | None:
+                seen.append(ghost.inner_text())
+                return seen[-1] if seen[-1] == seen[-2] and seen[-1].strip() else None
+
+            shown = wait_until(settled, 30, "the ghost text to settle", every=0.3)
             page.screenshot(path=str(OUTPUT / "inline-ghost-text.png"))
             page.keyboard.press("Tab")
             expect(ghost).to_have_count(0, timeout=10_000)
@@ -173,12 +176,12 @@ def test_ghost_text_appears_and_tab_accepts_it(lab):
             page.screenshot(path=str(OUTPUT / "inline-accepted.png"))
             assert source.startswith(typed) and len(source) > len(typed)
             page.keyboard.press("Control+s")  # the saved cell holds exactly what was accepted
-            saved = ""
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not saved.startswith(typed):
-                time.sleep(0.3)
-                saved = nbformat.read(lab_root / "typing.ipynb", as_version=4).cells[1].source
-            assert saved.startswith(typed) and printable(saved) == printable(typed + shown)
+            def saved_cell() -> str | None:
+                source = nbformat.read(lab_root / "typing.ipynb", as_version=4).cells[1].source
+                return source if source.startswith(typed) else None
+
+            saved = wait_until(saved_cell, 30, "the notebook to be saved with the typed cell", every=0.3)
+            assert printable(saved) == printable(typed + shown)
         except Exception:
             page.screenshot(path=str(OUTPUT / "inline-failure.png"))
             raise

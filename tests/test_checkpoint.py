@@ -49,13 +49,40 @@ def test_new_config_dialect_loads_the_same_model(tmp_path, tiny_2b):
     torch.testing.assert_close(model.logits(IDS), tiny_2b.logits(IDS), atol=0, rtol=0)
 
 
+def mapped_ranges(file: os.PathLike[str]) -> list[tuple[int, int]]:
+    """The address ranges of this process that map ``file`` (from /proc/self/maps)."""
+    inode = os.stat(file).st_ino
+    ranges = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and int(fields[4]) == inode and os.path.samefile(fields[5].strip(), file):
+                start, end = (int(a, 16) for a in fields[0].split("-"))
+                if ranges and ranges[-1][1] == start:  # one mapping can show as several lines
+                    start = ranges.pop()[0]
+                ranges.append((start, end))
+    return ranges
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the mappings from Linux's /proc")
 def test_tensors_in_the_checkpoint_dtype_are_used_in_place(tiny_2b_dir):
-    """bfloat16 on the CPU: parameters are views of the memory-mapped file, not copies."""
+    """bfloat16 on the CPU: parameters are views of the memory-mapped file, not copies. The
+    property itself is checked: every parameter's storage lies inside a mapping of the file."""
+    file = tiny_2b_dir / "model.safetensors"
     model = load(tiny_2b_dir, device="cpu")
-    reference = load_file(str(tiny_2b_dir / "model.safetensors"))
+    reference = load_file(str(file))
     for name, param in model.model.state_dict().items():
         torch.testing.assert_close(param, reference[name], atol=0, rtol=0)
     assert model.config.variant == "2b"
+    ranges = mapped_ranges(file)
+    assert ranges, f"{file} is not memory-mapped by this process"
+    copied = []
+    for name, param in model.model.named_parameters():
+        storage = param.untyped_storage()
+        first, last = storage.data_ptr(), storage.data_ptr() + storage.nbytes()
+        if not any(start <= first and last <= end for start, end in ranges):
+            copied.append(name)
+    assert not copied, f"parameters copied out of the memory-mapped file: {copied}"
 
 
 def test_the_embedding_is_uploaded_transposed_in_blocks():
@@ -78,16 +105,23 @@ def test_lm_head_copy_is_ignored(tiny_copy, tiny_2b):
 
 
 def test_hub_name_found_in_the_local_cache(tmp_path, tiny_2b_dir, monkeypatch):
-    for env, cache in (("HF_HUB_CACHE", tmp_path / "hubcache"), ("HF_HOME", tmp_path / "hfhome" / "hub")):
+    """README's order: HF_HUB_CACHE, else HF_HOME/hub, else the default ~/.cache/huggingface/hub
+    (where XDG_CACHE_HOME moves ~/.cache, as for huggingface_hub)."""
+    home = tmp_path / "home"
+    for env, value, cache in (("HF_HUB_CACHE", tmp_path / "hubcache", tmp_path / "hubcache"),
+                              ("HF_HOME", tmp_path / "hfhome", tmp_path / "hfhome" / "hub"),
+                              ("XDG_CACHE_HOME", tmp_path / "xdg", tmp_path / "xdg" / "huggingface" / "hub"),
+                              ("HOME", home, home / ".cache" / "huggingface" / "hub")):
         repo = cache / "models--google--codegemma-7b-it"
         snap = repo / "snapshots" / "0123abcd"
         shutil.copytree(tiny_2b_dir, snap)
         (repo / "refs").mkdir(parents=True)
         (repo / "refs" / "main").write_text("0123abcd")
-        monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-        monkeypatch.delenv("HF_HOME", raising=False)
-        monkeypatch.setenv(env, str(cache if env == "HF_HUB_CACHE" else cache.parent))
-        assert resolve_source("google/codegemma-7b-it") == snap
+        for name in ("HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))  # the real home's cache is never consulted
+        monkeypatch.setenv(env, str(value))
+        assert resolve_source("google/codegemma-7b-it") == snap, env
         assert resolve_source("codegemma-7b-it") == snap
         model = load("google/codegemma-7b-it", device="cpu")
         assert model.config.instruction_tuned  # the repo name says -it

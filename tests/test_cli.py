@@ -39,11 +39,24 @@ def test_make_tiny_then_complete_and_chat(tmp_path):
     assert "not instruction-tuned" not in chat.stderr
 
 
-def test_prefix_file(tmp_path, tiny_2b_dir):
-    src = tmp_path / "prefix.py"
-    src.write_text("import math\n\ndef area(r):\n    return ")
-    done = tutor("complete", "--model", str(tiny_2b_dir), "--prefix-file", str(src), "--max-new-tokens", "4")
+def test_prefix_and_suffix_files(tmp_path, tiny_2b_dir, tiny_2b):
+    """README's `--prefix-file before.py --suffix-file after.py`: the completion is the model's fill
+    between the two files' texts, exactly."""
+    from tutor.prompts import fim_prompt, fim_stop_ids
+
+    prefix, suffix = "import math\n\ndef area(r):\n    return ", "\n\nprint(area(2.0))\nassert area(1) > 3\n"
+    (tmp_path / "before.py").write_text(prefix)
+    (tmp_path / "after.py").write_text(suffix)
+
+    def expected(suffix: str) -> str:
+        ids = fim_prompt(tiny_2b.tokenizer, prefix, suffix)
+        return tiny_2b.generate(ids, max_new_tokens=12, stop_token_ids=fim_stop_ids(tiny_2b.tokenizer)).text
+
+    assert expected(suffix) != expected(""), "pick a suffix that changes the tiny model's fill"
+    done = tutor("complete", "--model", str(tiny_2b_dir), "--prefix-file", str(tmp_path / "before.py"),
+                 "--suffix-file", str(tmp_path / "after.py"), "--max-new-tokens", "12", "--dtype", "float32")
     assert done.returncode == 0, done.stderr
+    assert done.stdout == expected(suffix)
 
 
 def test_quantize_option_and_variable(tiny_2b_dir):

@@ -10,6 +10,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import ExecutionInfo, ExecutionResult, InteractiveShell
 from scripted import ScriptedBackend
+from waiting import wait_until
 
 from tutor.backends import BackendError, Completion
 from tutor.engine import GenerationStream
@@ -40,8 +41,7 @@ def test_a_checked_fix_is_offered_for_insertion_and_the_cell_is_untouched(shell)
     panel = ext.error_panel(BROKEN, failing(shell, BROKEN))
     assert panel.title.startswith("A colon is missing")  # the model-free diagnosis comes first
     panel.click("fix")
-    while panel.state == "working":
-        pass
+    wait_until(lambda: panel.state != "working", 60, "the fix to be checked")
     assert panel.state == "done", panel.status
     assert "-for score in [1, 2]\n+for score in [1, 2]:" in panel.markdown
     insert = next(b for b in panel.buttons if b["id"] == "insert")

@@ -1,16 +1,18 @@
 """On a GPU: the captured decode step gives the same tokens as the plain one (skipped without CUDA).
 
-CI has no GPU; these run in the device runs that docs/engine.md quotes.
+CI has no GPU; these run in the device runs that docs/engine.md quotes. There, set
+TUTOR_REQUIRE_GPU=1: a missing GPU (or a CPU build of torch) then fails instead of skipping.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import skip_without_gpu
 
 from tutor.engine import CompletionSession, load
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+skip_without_gpu()
 
 PROMPTS = ([2, 40, 41, 42, 43, 44], [2, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60])
 

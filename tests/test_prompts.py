@@ -71,6 +71,41 @@ def test_chat_format(tok):
     assert chat_prompt(tok, messages) == expected
 
 
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is a list?"}],
+    [{"role": "user", "content": "  Explain this:\n```python\nx = [1, 2]\n```\n\n"}],  # trimmed, as the template does
+    [{"role": "system", "content": "You are a patient tutor.\n"},
+     {"role": "user", "content": "What is a list?"},
+     {"role": "assistant", "content": "An ordered collection.\n\n"},
+     {"role": "user", "content": "\tShow one.  "}],
+    [{"role": "user", "content": "def f(x):\n    return x\n"}, {"role": "assistant", "content": "It returns x."},
+     {"role": "user", "content": "Why?"}, {"role": "model", "content": "\nBecause."},
+     {"role": "user", "content": "ok"}],
+    [{"role": "user", "content": "naïve café ✓ 数字"}],
+]
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(tiny_2b_dir):
+    transformers = pytest.importorskip("transformers")
+    return transformers.GemmaTokenizer(vocab_file=str(tiny_2b_dir / "tokenizer.model"))
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS)
+def test_chat_prompt_matches_the_gemma_chat_template(tok, hf_tokenizer, messages):
+    """The reference, not the code's own joins: codegemma-7b-it's published chat template, rendered
+    by transformers. Gemma has no system role (the template refuses one), so system text is folded
+    into the first user turn first, as chat_prompt does."""
+    from gemma_chat_template import GEMMA_CHAT_TEMPLATE
+
+    from tutor.prompts import fold_system
+
+    text = hf_tokenizer.apply_chat_template([dict(m) for m in fold_system(messages)], tokenize=False,
+                                            add_generation_prompt=True, chat_template=GEMMA_CHAT_TEMPLATE)
+    assert text.startswith("<bos><start_of_turn>user\n") and text.endswith("<end_of_turn>\n<start_of_turn>model\n")
+    assert chat_prompt(tok, messages) == tok.encode_raw_prompt(text)
+
+
 @pytest.mark.parametrize("messages", [
     [],
     [{"role": "assistant", "content": "hi"}],

@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 from jupyter_apps import JupyterApp, start_jupyter
+from waiting import wait_until
 
 
 def start_server(root, env: dict[str, str], config_dir) -> JupyterApp:
@@ -137,7 +138,8 @@ def test_a_killed_worker_is_restarted_and_the_user_is_told_once(jupyter):
     first = status(url, token)
     assert first["worker_pid"]
     os.kill(first["worker_pid"], signal.SIGKILL)
-    time.sleep(0.5)
+    # The next request must find a dead worker (not race its death): wait until the server sees it.
+    wait_until(lambda: status(url, token)["worker_pid"] is None, 30, "the server to notice its killed worker")
     r = httpx.post(f"{url}/tutor/complete", json=body(id="after", settings={"maxTokens": 2}), headers=auth(token),
                    timeout=120)
     got = [json.loads(line) for line in r.text.splitlines() if line.strip()]
@@ -208,3 +210,23 @@ def test_an_oversized_body_is_413(jupyter):
     url, token, _ = jupyter
     r = httpx.post(f"{url}/tutor/complete", content=b" " * (4 << 20 | 1), headers=auth(token), timeout=30)
     assert r.status_code == 413
+
+
+def test_settings_from_a_jupyter_config_file(tmp_path_factory, tiny_dirs):
+    """`c.Tutor.*` in a real jupyter_server_config.py of the config dir (JUPYTER_CONFIG_DIR), with no
+    TUTOR_* variable set: the server extension's completions come from the model named there."""
+    root, config = tmp_path_factory.mktemp("configured"), tmp_path_factory.mktemp("config")
+    (config / "jupyter_server_config.py").write_text(
+        f"c.Tutor.completion_model = {str(tiny_dirs['2b'])!r}\nc.Tutor.device = 'cpu'\n")
+    env = base_env()
+    env.pop("TUTOR_DEVICE")
+    app = start_server(root, env, config)
+    try:
+        assert status(app.url, app.token)["configured"] is True
+        r = httpx.post(f"{app.url}/tutor/complete", json=body(settings={"maxTokens": 2}), headers=auth(app.token),
+                       timeout=120)
+        last = json.loads(r.text.splitlines()[-1])
+        assert last["done"] is True and "error" not in last, last
+        assert f"completion: {tiny_dirs['2b']}" in status(app.url, app.token)["backend"]
+    finally:
+        app.stop()

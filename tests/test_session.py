@@ -103,21 +103,41 @@ def test_a_closed_stream_leaves_a_usable_cache(tiny_2b):
     assert result.token_ids == greedy(tiny_2b, follow)
 
 
+class WatchedLock:
+    """The session's lock, with an event set when a caller finds it taken and has to wait."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.waiting = threading.Event()
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self.waiting.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+
 def test_a_second_request_waits_for_the_first(tiny_2b):
     tok = tiny_2b.tokenizer
     first_ids = [tok.bos_id, *tok.encode(BEFORE)]
     second_ids = [tok.bos_id, *tok.encode(OTHER)]
     session = CompletionSession(tiny_2b)
+    session._lock = lock = WatchedLock()
     stream = session.generate(first_ids, max_new_tokens=N, stop_token_ids=[], stream=True)
     next(stream)  # the first request now holds the session, paused mid-generation
     results = []
     other = threading.Thread(target=lambda: results.append(
         session.generate(second_ids, max_new_tokens=N, stop_token_ids=[])))
     other.start()
-    other.join(timeout=1.0)
-    assert other.is_alive() and not results  # waiting, not writing into the cache in use
+    # Proof without a clock: the second request found the session taken and is parked on it.
+    assert lock.waiting.wait(timeout=60), "the second request never asked for the session"
+    assert not results  # waiting, not writing into the cache in use
     list(stream)
-    other.join(timeout=30)
+    other.join(timeout=60)
+    assert not other.is_alive(), "the second request was not let in when the first ended"
     assert stream.result.token_ids == greedy(tiny_2b, first_ids)
     assert results[0].token_ids == greedy(tiny_2b, second_ids)
 

@@ -143,7 +143,9 @@ def chat_prompt(tokenizer: Tokenizer, messages: Sequence[Mapping[str, str]]) -> 
     sp = tokenizer.special
     ids = [sp[BOS]]
     for role, m in zip(roles, turns, strict=True):
-        ids += [sp[START_OF_TURN], *tokenizer.encode(f"{role}\n{m['content']}"), sp[END_OF_TURN],
+        # Each turn's text is stripped, as Gemma's own chat template does (`content | trim`): the
+        # model was tuned on turns without leading or trailing whitespace.
+        ids += [sp[START_OF_TURN], *tokenizer.encode(f"{role}\n{m['content'].strip()}"), sp[END_OF_TURN],
                 *tokenizer.encode("\n")]
     return ids + [sp[START_OF_TURN], *tokenizer.encode("model\n")]
 
