@@ -30,6 +30,15 @@ def write_policy(folder: Path, policy: dict | str) -> str:
     return str(path)
 
 
+def open_a_problem(k):
+    """%practice in the kernel ``k``; the bank's entry of the problem it opened."""
+    k.run("%practice lists --level 1")
+    k.payload()
+    current = stream_of(k.run("print(get_ipython().magics_manager.registry['PracticeMagics'].current.problem.id)"),
+                        "stdout").strip()
+    return load_bank().get(current)
+
+
 def panel_state(k, messages) -> dict:
     return k.widgets[panels(messages)[0]["data"][WIDGET_MIME]["model_id"]]
 
@@ -86,11 +95,7 @@ def test_suggest_a_fix_is_not_offered_on_an_unsolved_exercise(tmp_path):
     path = write_policy(tmp_path, {"allow_solutions": False})
     with kernel(TUTOR_POLICY=path, TUTOR_CHAT_MODEL=NO_MODEL_HERE) as k:
         k.run("%load_ext tutor")
-        k.run("%practice lists --level 1")
-        k.payload()
-        current = stream_of(k.run("print(get_ipython().magics_manager.registry['PracticeMagics'].current.problem.id)"),
-                            "stdout").strip()
-        problem = load_bank().get(current)
+        problem = open_a_problem(k)
         broken = f"def {problem.function}(*args):\n    return undefined_name\n{problem.function}([1])"
         state = panel_state(k, k.run(broken))
         assert [b["id"] for b in state["buttons"]] == ["more"]
@@ -153,11 +158,7 @@ def test_chat_and_explanations_are_guarded_while_an_exercise_is_open(tmp_path):
     tests = Path(__file__).resolve().parent
     with kernel(TUTOR_POLICY=path, TUTOR_CHAT_MODEL=NO_MODEL_HERE) as k:
         k.run("%load_ext tutor")
-        k.run("%practice lists --level 1")
-        k.payload()
-        current = stream_of(k.run("print(get_ipython().magics_manager.registry['PracticeMagics'].current.problem.id)"),
-                            "stdout").strip()
-        problem = load_bank().get(current)
+        problem = open_a_problem(k)
         renamed = problem.solution.replace(f"def {problem.function}(", "def helper(")
         reply = f"Sure:\n\n~~~\n{renamed}\n~~~\n\nUse it as `{problem.function} = helper`."
         one_line = f"print({problem.function}.__doc__)"  # not a solution: stays
