@@ -51,7 +51,7 @@ def test_the_real_worker_relays_each_models_progress_to_its_parent(tiny_dirs):
     try:
         assert backend.load_progress() is None  # nothing has loaded yet
         assert backend.fill_in_middle("def f(", ")", GenerationOptions(max_tokens=2)).run().completion_tokens >= 1
-        roles = [e.role for e in heard]
+        roles = [e.role for e in heard if e.progress.phase != "warming up"]  # both warm up after both loaded
         assert roles == sorted(roles, key=["completion", "chat"].index)  # one model after the other
         for role, folder in (("completion", tiny_dirs["2b"]), ("chat", tiny_dirs["7b-it"])):
             events = [e.progress for e in heard if e.role == role]

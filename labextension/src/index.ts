@@ -35,7 +35,6 @@ import {
   readSettings,
   remainingSuggestion,
   shouldFetch,
-  stateLabel,
   statusLabel
 } from './logic';
 
