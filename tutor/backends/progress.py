@@ -94,7 +94,7 @@ class TextBar:
         if self._bar is None or self._model != key:
             self.close()
             self._model = key
-            self._bar = tqdm(total=p.total, desc=f"Loading {p.model}", unit="B", unit_scale=True, unit_divisor=1024,
+            self._bar = tqdm(total=p.total, desc=f"Loading {p.model}", unit="B", unit_scale=True,
                              file=self.file or sys.stderr, disable=self.disable, dynamic_ncols=True,
                              mininterval=0.2)
         self._bar.set_postfix_str(p.phase, refresh=False)

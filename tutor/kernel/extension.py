@@ -131,7 +131,7 @@ class TutorExtension:
                     else:
                         bar(loading)
                         widget.progress = loading.progress.fraction
-                        widget.status = f"{LOADING} {loading.describe().capitalize()}."
+                        widget.status = f"{LOADING} {loading.progress.describe()}."
                 loading = self._backend.load_progress() if self._backend is not None else None
                 if loading is not None and not self.loading():
                     bar(loading)  # the last event, which the polling may have missed: the bar ends where the load did
