@@ -40,8 +40,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .decoding import sample
 from .errors import PromptError
-from .generation import GenerationResult, GenerationStream, StopStrings, sample
+from .generation import GenerationResult, GenerationStream, StopStrings
 from .graphs import compile_enabled, graphs_enabled
 from .model import CacheTensors, KVCache
 from .session import common_prefix
