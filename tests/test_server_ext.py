@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,6 +30,13 @@ def jupyter(tmp_path_factory, tiny_dirs):
                        tmp_path_factory.mktemp("config"))
     yield app.url, app.token, app.process.pid
     app.stop()
+
+
+def maps_torch(pid: int) -> bool | None:
+    """Whether the process has libtorch mapped (torch imported); None where /proc cannot say (not Linux).
+    tests/test_import_cost.py checks that this look sees torch where it is loaded."""
+    maps = Path(f"/proc/{pid}/maps")
+    return "libtorch" in maps.read_text() if maps.exists() else None
 
 
 def body(**kw):
@@ -56,7 +64,7 @@ def test_requests_without_the_token_are_refused(jupyter):
 
 
 def test_a_completion_streams_cumulative_text_and_publishes_the_worker(jupyter):
-    url, token, _ = jupyter
+    url, token, pid = jupyter
     with httpx.stream("POST", f"{url}/tutor/complete", json=body(), headers=auth(token), timeout=120) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("application/x-ndjson")
@@ -68,6 +76,7 @@ def test_a_completion_streams_cumulative_text_and_publishes_the_worker(jupyter):
     assert s["requests"] >= 1 and s["completed"] >= 1 and s["errors"] == 0
     assert "running at http://127.0.0.1" in s["backend"]
     assert s["published_endpoint"].startswith("http://127.0.0.1")  # kernels started from now on inherit it
+    assert maps_torch(pid) is not True  # the model runs in the worker: the notebook server never imports torch
 
 
 def test_the_prompt_is_built_from_the_other_cells_within_the_budget(jupyter):
@@ -190,6 +199,7 @@ def test_with_an_endpoint_no_worker_starts(tmp_path_factory, server, tiny_dirs):
         assert s["backend"].startswith("OpenAI-compatible server at " + endpoint)
         assert s["worker_pid"] is None and s["last_prompt_tokens"] > 0
         assert s["published_endpoint"] == endpoint  # left as the teacher set it
+        assert maps_torch(app.process.pid) is not True  # a student's server on a class's endpoint: no torch
     finally:
         app.stop()
 
