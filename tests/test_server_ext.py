@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -220,6 +221,65 @@ def test_an_oversized_body_is_413(jupyter):
     url, token, _ = jupyter
     r = httpx.post(f"{url}/tutor/complete", content=b" " * (4 << 20 | 1), headers=auth(token), timeout=30)
     assert r.status_code == 413
+
+
+def raw_post(url: str, headers: str, first: bytes) -> socket.socket:
+    """A POST to /tutor/complete on a plain socket, with ``first`` the only bytes of its body sent (for now)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)  # every send and receive below: at most 10 s
+    sock.sendall(f"POST /tutor/complete HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}\r\n".encode() + first)
+    return sock
+
+
+def test_an_oversized_body_is_refused_before_it_is_sent(jupyter):
+    """Announced at 100 MiB by a client that waits to be told to go on (Expect: 100-continue, as curl does):
+    the answer is 413 at once and none of the body is asked for. jupyter_server by itself would say
+    "100 Continue" and wait for, and buffer, all of it."""
+    url, token, _ = jupyter
+    with raw_post(url, f"Authorization: token {token}\r\nContent-Type: application/json\r\n"
+                       f"Expect: 100-continue\r\nContent-Length: {100 << 20}\r\n", b"") as sock:
+        reply = b""
+        while chunk := sock.recv(65536):  # until the server closes (a timeout here: it waited for the body)
+            reply += chunk
+    head, _, content = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    answer = json.loads(content)
+    assert answer["done"] is True and "too large" in answer["error"]["message"]
+
+
+def test_an_oversized_body_being_sent_is_not_waited_for(jupyter):
+    """Announced at 100 MiB and being sent (64 KiB so far): the server answers and closes without reading
+    the rest. The client may get the 413 or only the reset that closing under an unread upload causes."""
+    url, token, _ = jupyter
+    with raw_post(url, f"Authorization: token {token}\r\nContent-Length: {100 << 20}\r\n", b" " * 65536) as sock:
+        try:
+            reply = sock.recv(65536)  # a timeout (10 s) here: the server waited for the body
+        except ConnectionResetError:
+            reply = b"reset"
+    assert reply.startswith(b"HTTP/1.1 413") or reply == b"reset", reply[:200]
+
+
+def test_an_unannounced_body_is_read_no_further_than_the_limit(jupyter):
+    """A chunked body (no Content-Length) that grows past the limit: the server stops reading it near twice
+    the limit (8 MiB) and closes the connection; it never takes the 64 MiB that are offered."""
+    url, token, _ = jupyter
+    piece = b" " * 65536
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    sent = 0
+    with raw_post(url, f"Authorization: token {token}\r\nTransfer-Encoding: chunked\r\n", b"") as sock:
+        with pytest.raises(OSError):  # broken pipe or reset: the server has closed the connection
+            while sent < 64 << 20:
+                sock.sendall(chunk)
+                sent += len(piece)
+    assert sent < 64 << 20
+
+
+def test_an_oversized_body_without_the_token_is_refused_unread(jupyter):
+    """Authentication comes first, and also before the body: 403, with none of the body asked for."""
+    url, _, _ = jupyter
+    with raw_post(url, f"Expect: 100-continue\r\nContent-Length: {100 << 20}\r\n", b"") as sock:
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 403"), reply[:200]
 
 
 def test_settings_from_a_jupyter_config_file(tmp_path_factory, tiny_dirs):
