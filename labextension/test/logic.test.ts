@@ -14,7 +14,8 @@ import {
   readSettings,
   remainingSuggestion,
   shouldFetch,
-  stateLabel
+  stateLabel,
+  statusLabel
 } from '../src/logic';
 
 test('the request splits the active cell at the cursor and sends the other cells in order', () => {
@@ -99,4 +100,16 @@ test('the status bar names each state; not configured is a notice, not an error'
   assert.equal(isNotConfigured({ error: { message: 'boom', kind: 'server_error' } }), false);
   assert.equal(magicCell('explain', 'print(1)'), '%%explain\nprint(1)');
   assert.equal(magicCell('chat'), '%tutor');
+});
+
+test('while the model loads, the status bar says how far', () => {
+  const loading = (fraction: number, phase: string) => ({ state: 'loading', loading: { role: 'completion', phase, fraction } });
+  assert.equal(statusLabel(loading(0.4237, 'reading')), 'Tutor: loading 42%');
+  assert.equal(statusLabel(loading(0.999, 'quantizing')), 'Tutor: loading 99%');
+  assert.equal(statusLabel(loading(1, 'preparing')), 'Tutor: loading, preparing');
+  assert.equal(statusLabel(loading(1, 'warming up')), 'Tutor: loading, warming up');
+  // Before the first progress event (the worker is starting), and in every other state: the state's own label.
+  assert.equal(statusLabel({ state: 'loading', loading: null }), 'Tutor: loading model…');
+  assert.equal(statusLabel({ state: 'ready', loading: null }), 'Tutor: ready');
+  assert.equal(statusLabel({}), 'Tutor: server unreachable');
 });
