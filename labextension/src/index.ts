@@ -647,9 +647,14 @@ class ErrorButtons {
       // The notebook makes its cell widgets on the same signal: look once it is done.
       panel.content.model?.cells.changed.connect(() => setTimeout(cells, 0));
     });
-    panel.sessionContext.kernelChanged.connect(() => this.redrawAll(panel));
     const pending = { load: true };
-    panel.sessionContext.kernelChanged.connect(() => (pending.load = true));
+    panel.sessionContext.kernelChanged.connect((_, change) => {
+      pending.load = true;
+      if (change.newValue) {
+        void this._language(change.newValue); // known before the kernel's first idle, when loading waits on it
+      }
+      this.redrawAll(panel);
+    });
     panel.sessionContext.statusChanged.connect((_, status) => {
       if (status === 'starting' || status === 'restarting' || status === 'autorestarting') {
         pending.load = true;
