@@ -85,6 +85,12 @@ def test_explain_on_an_error_of_a_notebook_without_the_tutor_then_no_double_butt
             for label in ("Explain the Last Error", "Fix the Last Error"):
                 expect(palette.locator(".lm-CommandPalette-item", has_text=label).first).to_be_visible(timeout=10_000)
             page.keyboard.press("Escape")
+            # From the palette, the last error is the second cell's: its panel's Explain more is pressed.
+            assert second.locator(".tutor-panel").get_attribute("data-state") == "idle"
+            palette = open_palette(page, "Explain the Last Error")
+            palette.locator(".lm-CommandPalette-item", has_text="Explain the Last Error").first.click(timeout=10_000)
+            expect(second.locator(".tutor-panel")).to_have_attribute("data-state", "done", timeout=120_000)
+            expect(page.locator(".tutor-panel")).to_have_count(2)  # pressed, not shown a second time
         except Exception:
             page.screenshot(path=str(OUTPUT / "errors-explain-failure.png"))
             raise
