@@ -5,7 +5,8 @@ Every client sends its next request when the previous one ends (a class typing),
 A request is a completion of a --prompt-token prompt (token ids, unique per request) or, for a
 --chats share of them, a chat. Reports requests/s, time to the first streamed token and to the
 end (p50/p90/p99), errors by kind, and the server's resident memory before and after. Clients run
-in several processes, so the client side is not what is measured.
+in several processes, so the client side is not what is measured; they are started and imported
+before the clock starts, which runs from the first request sent to the last answer read.
 
     python benchmarks/load_serve.py --clients 8 --requests 5 --max-tokens 32          # tiny model, CPU
     python benchmarks/load_serve.py --random-shape 2b --device cuda --clients 32 --requests 4 --peer
@@ -72,7 +73,7 @@ def body(rng: random.Random, args: argparse.Namespace) -> tuple[str, dict]:
     return "/v1/completions", {"prompt": prompt, "max_tokens": args.max_tokens, "temperature": 0, "stream": True}
 
 
-async def client(url: str, index: int, args: argparse.Namespace, results: list) -> None:
+async def client(url: str, index: int, args: argparse.Namespace, results: list, span: list[float]) -> None:
     import httpx
 
     rng = random.Random(index)
@@ -81,6 +82,7 @@ async def client(url: str, index: int, args: argparse.Namespace, results: list) 
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600, http2=False) as http:
         for _ in range(args.requests):
             path, payload = body(rng, args)
+            started = time.monotonic()  # system-wide on Linux: comparable across the client processes
             t0 = time.perf_counter()
             first = None
             try:
@@ -93,18 +95,24 @@ async def client(url: str, index: int, args: argparse.Namespace, results: list) 
                         if line.startswith("data:") and first is None:
                             first = time.perf_counter() - t0
                 results.append(("ok", first, time.perf_counter() - t0))
+                span[0], span[1] = min(span[0], started), time.monotonic()
             except httpx.HTTPError as exc:
                 results.append((type(exc).__name__, None, None))
 
 
-def client_process(url: str, indices: list[int], args: argparse.Namespace, out) -> None:
+def client_process(url: str, indices: list[int], args: argparse.Namespace, out, ready, go) -> None:
+    import httpx  # noqa: F401 - imported before the start, so that it is not timed
+
     results: list = []
+    span = [float("inf"), 0.0]  # the first request's start, the last one's end
 
     async def run() -> None:
-        await asyncio.gather(*(client(url, i, args, results) for i in indices))
+        await asyncio.gather(*(client(url, i, args, results, span) for i in indices))
 
+    ready.put(True)
+    go.wait()
     asyncio.run(run())
-    out.put(results)
+    out.put((results, span))
 
 
 def load(url: str, args: argparse.Namespace) -> tuple[float, list]:
@@ -112,14 +120,19 @@ def load(url: str, args: argparse.Namespace) -> tuple[float, list]:
     groups = [list(range(p, args.clients, procs)) for p in range(procs)]
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    workers = [ctx.Process(target=client_process, args=(url, g, args, out)) for g in groups]
-    t0 = time.perf_counter()
+    ready, go = ctx.Queue(), ctx.Event()
+    workers = [ctx.Process(target=client_process, args=(url, g, args, out, ready, go)) for g in groups]
     for w in workers:
         w.start()
-    results = []
+    for _ in workers:  # started and imported: spawning processes is not the server's time
+        ready.get(timeout=600)
+    go.set()
+    results, first, last = [], float("inf"), 0.0
     for _ in workers:
-        results += out.get(timeout=3600)
-    wall = time.perf_counter() - t0
+        rows, (start, end) = out.get(timeout=3600)
+        results += rows
+        first, last = min(first, start), max(last, end)
+    wall = max(last - first, 1e-6)  # from the first request sent to the last answer read
     for w in workers:
         w.join(timeout=60)
     return wall, results

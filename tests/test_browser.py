@@ -38,6 +38,11 @@ def lab(tmp_path_factory, tiny_dirs):
     nbformat.write(nb, root / "failing.ipynb")
     nb.cells = [nbformat.v4.new_code_cell("%load_ext tutor\n%tutor")]
     nbformat.write(nb, root / "chat.ipynb")
+    # The kernel's model worker inherits its environment: the test-only TUTOR_TEST_LOAD_DELAY makes it sleep 0.3 s
+    # after each progress event it reports, so that the tiny model's load (milliseconds) can be watched.
+    nb.cells = [nbformat.v4.new_code_cell("import os\nos.environ['TUTOR_TEST_LOAD_DELAY'] = '0.3'\n%load_ext tutor"),
+                nbformat.v4.new_code_cell("%%explain\nsquares = [n * n for n in range(5)]")]
+    nbformat.write(nb, root / "loading.ipynb")
     config = tmp_path_factory.mktemp("jupyter-config")
     # No announcements, no news: the page should not wait on the network.
     (config / "labconfig").mkdir()
@@ -158,6 +163,33 @@ def test_the_chat_sends_on_enter_and_shift_enter_starts_a_new_line(lab):
             page.screenshot(path=str(OUTPUT / "chat.png"))
         except Exception:
             page.screenshot(path=str(OUTPUT / "chat-failure.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def test_while_the_model_loads_the_panel_draws_a_bar(lab):
+    url, token = lab
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            open_and_run_all(page, url, token, "loading.ipynb", 2)
+            panel = page.locator(".tutor-panel")
+            bar = panel.locator("progress.tutor-progress")
+            expect(bar).to_be_visible(timeout=120_000)
+            wait_until(lambda: 0 < float(bar.get_attribute("value") or 0) < 1, 60, "the bar to stand between the ends")
+            expect(panel.locator(".tutor-status")).to_contain_text("reading weights")
+            page.screenshot(path=str(OUTPUT / "loading-panel.png"))
+            expect(panel).to_have_attribute("data-state", "done", timeout=120_000)
+            expect(bar).to_be_hidden()
+            # The text bar, for frontends without widgets, is in the cell's output too.
+            expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                   ).to_contain_text("Loading codegemma-7b-it", timeout=30_000)
+            page.screenshot(path=str(OUTPUT / "loaded-panel.png"))
+        except Exception:
+            page.screenshot(path=str(OUTPUT / "loading-failure.png"))
             raise
         finally:
             browser.close()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -272,6 +274,28 @@ def test_the_status_bar_shows_the_model_state_and_opens_details(scripted_lab, un
             page.screenshot(path=str(OUTPUT / f"inline-status-{label.split()[-1]}.png"))
             dialog.get_by_role("button", name="Ok").click()
             expect(dialog).to_have_count(0)
+
+
+def test_the_status_bar_shows_how_far_the_model_has_loaded(tmp_path_factory, tiny_dirs):
+    # The worker sleeps 0.5 s after each progress event it reports (a test-only hook, TUTOR_TEST_LOAD_DELAY), so
+    # that the tiny model's load, milliseconds, lasts some ten seconds: long enough for the status bar's polls.
+    app, _ = start_lab(tmp_path_factory, ["import math", ""],
+                       {"TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"]), "TUTOR_TEST_LOAD_DELAY": "0.5"})
+    request = {"id": "r1", "path": "typing.ipynb", "cellId": "c1", "before": "import ma", "after": "",
+               "cellsBefore": [], "cellsAfter": [], "language": "python", "settings": {"maxTokens": 2}}
+    try:
+        with notebook_page(app.url, app.token, "inline-loading") as page, ThreadPoolExecutor(1) as pool:
+            item = page.locator(".tutor-StatusItem")
+            expect(item).to_have_text("Tutor: idle", timeout=60_000)
+            first = pool.submit(httpx.post, f"{app.url}/tutor/complete", json=request,
+                                headers={"Authorization": f"token {app.token}"}, timeout=180)
+            expect(item).to_have_text(re.compile(r"^Tutor: loading \d+%$"), timeout=60_000)
+            assert "reading weights" in (item.get_attribute("title") or "")
+            page.screenshot(path=str(OUTPUT / "inline-loading.png"))
+            expect(item).to_have_text("Tutor: ready", timeout=120_000)
+            assert first.result(timeout=60).status_code == 200
+    finally:
+        app.stop()
 
 
 def test_the_palette_has_a_tutor_section_and_explain_runs_in_a_new_cell(scripted_lab):

@@ -21,9 +21,14 @@ class Kernel:
         self.kc = client
         self.widgets: dict[str, dict] = {}
         self.statuses: dict[str, list[str]] = {}  # every status line a widget showed, in order
+        self.progress: dict[str, list[float]] = {}  # every load progress a widget showed, in order
+        self.streams: dict[str, dict[str, str]] = {}  # request id -> stream name -> text (also after idle)
 
     def _absorb(self, msg: dict) -> None:
         kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            texts = self.streams.setdefault(msg["parent_header"].get("msg_id", ""), {})
+            texts[content["name"]] = texts.get(content["name"], "") + content["text"]
         if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
             self.widgets[content["comm_id"]] = dict(content["data"].get("state", {}))
         elif kind == "comm_msg" and content["comm_id"] in self.widgets:
@@ -32,6 +37,8 @@ class Kernel:
                 self.widgets[content["comm_id"]].update(data.get("state", {}))
                 if "status" in data.get("state", {}):
                     self.statuses.setdefault(content["comm_id"], []).append(data["state"]["status"])
+                if "progress" in data.get("state", {}):
+                    self.progress.setdefault(content["comm_id"], []).append(data["state"]["progress"])
 
     def run(self, code: str, timeout: float = 60, **options) -> list[dict]:
         """Execute ``code`` (``options``: silent, store_history ...); return its iopub messages (widget
@@ -292,6 +299,26 @@ def test_the_first_model_call_says_the_model_is_loading(tiny_dirs):
         k.click(comm_id, "fix")  # the model is up now: no loading note
         k.wait_for(comm_id, lambda s: "No fix is shown" in s.get("status", "") or s.get("state") == "failed")
         assert not any(s.startswith("Loading") for s in k.statuses[comm_id][len(seen):])
+
+
+def test_while_the_model_loads_the_panel_draws_a_bar_and_the_cell_shows_a_text_bar(tiny_dirs):
+    # The worker sleeps 0.1 s after each progress event it reports (a test-only hook, TUTOR_TEST_LOAD_DELAY), so
+    # that the tiny model's load, milliseconds, lasts a few seconds and can be watched.
+    with kernel(TUTOR_CHAT_MODEL=str(tiny_dirs["7b-it"]), TUTOR_DEVICE="cpu", TUTOR_TEST_LOAD_DELAY="0.1") as k:
+        k.run("%load_ext tutor")
+        comm_id = panels(k.run("%%explain\nsquares = [n * n for n in range(5)]"))[0]["data"][WIDGET_MIME]["model_id"]
+        asked = k.last_msg_id
+        state = k.wait_for(comm_id, lambda s: s.get("state") in ("done", "failed"))
+        assert state["state"] == "done", state["status"]
+        wait_until_drained = time.monotonic() + 10  # the text bar's last line may come just after the answer
+        while "100%" not in k.streams.get(asked, {}).get("stderr", "") and time.monotonic() < wait_until_drained:
+            k.drain(0.3)
+        fractions = [f for f in k.progress.get(comm_id, []) if f >= 0]
+        assert fractions == sorted(fractions) and any(0 < f < 1 for f in fractions), k.progress.get(comm_id)
+        assert state["progress"] == -1  # no bar once the answer comes
+        assert any(re.search(r"reading weights, \d+%", s) for s in k.statuses[comm_id]), k.statuses[comm_id]
+        text = k.streams.get(asked, {}).get("stderr", "")  # in the output of the cell that asked
+        assert "Loading codegemma-7b-it" in text and "100%" in text, text
 
 
 def test_a_lessons_student_copy_from_the_top(tmp_path):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -149,6 +151,39 @@ def test_a_killed_worker_is_restarted_and_the_user_is_told_once(jupyter):
     again = status(url, token)
     assert again["worker_pid"] not in (None, first["worker_pid"])
     assert again["published_endpoint"] != first["published_endpoint"]  # new kernels get the new worker
+
+
+def test_while_the_worker_loads_the_status_says_how_far(tmp_path_factory, tiny_dirs):
+    # The worker sleeps 0.15 s after each progress event it reports (a test-only hook, TUTOR_TEST_LOAD_DELAY), so
+    # that the tiny model's load, milliseconds, lasts a few seconds and can be watched.
+    root = tmp_path_factory.mktemp("slowload")
+    env = {**base_env(), "TUTOR_COMPLETION_MODEL": str(tiny_dirs["2b"]), "TUTOR_TEST_LOAD_DELAY": "0.15"}
+    app = start_server(root, env, tmp_path_factory.mktemp("config"))
+    url, token = app.url, app.token
+    try:
+        assert status(url, token)["state"] == "idle" and status(url, token)["loading"] is None
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(httpx.post, f"{url}/tutor/complete", json=body(settings={"maxTokens": 2}),
+                                headers=auth(token), timeout=120)
+            seen = []
+            deadline = time.monotonic() + 120
+            while not first.done() and time.monotonic() < deadline:
+                s = status(url, token)
+                if s["state"] == "loading" and s["loading"] is not None:
+                    seen.append(s)
+                time.sleep(0.1)
+            last = json.loads(first.result(timeout=10).text.splitlines()[-1])
+        assert last["done"] is True and "error" not in last
+        fractions = [s["loading"]["fraction"] for s in seen]
+        assert any(0 < f < 1 for f in fractions) and fractions == sorted(fractions), fractions
+        reading = next(s for s in seen if 0 < s["loading"]["fraction"] < 1)
+        assert reading["loading"]["role"] == "completion" and reading["loading"]["model"] == "codegemma-2b"
+        assert reading["loading"]["phase"] == "reading" and 0 < reading["loading"]["done"] < reading["loading"]["total"]
+        assert re.search(r"Loading the completion model codegemma-2b: reading weights, \d+%", reading["message"])
+        after = status(url, token)
+        assert after["state"] == "ready" and after["loading"] is None
+    finally:
+        app.stop()
 
 
 def test_kernels_started_after_the_worker_inherit_its_endpoint(jupyter):

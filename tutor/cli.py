@@ -21,9 +21,15 @@ def _read_text(value: str | None, file: str | None, what: str) -> str:
 
 
 def _load(args: argparse.Namespace):
+    from .backends.progress import Loading, TextBar
     from .engine import load
 
-    return load(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    bar = TextBar()  # on a terminal only: stderr piped elsewhere gets no carriage-return noise
+    try:
+        return load(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize,
+                    progress=lambda p: bar(Loading("completion" if args.command == "complete" else "chat", p)))
+    finally:
+        bar.close()
 
 
 def _print_stream(stream) -> None:
@@ -101,7 +107,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
         service = service_from_env()
         hub, prefix, token = HubGate(), service.prefix, None
         host, port = args.host or service.host, service.port if args.port is None else args.port
-    backend = LocalBackend(settings.completion_model, settings.chat_model, device=settings.device, dtype=args.dtype)
+    from .backends.progress import TextBar, line_reporter
+
+    progress = {"bar": TextBar(), "lines": line_reporter(), "none": None}[args.progress]
+    backend = LocalBackend(settings.completion_model, settings.chat_model, device=settings.device, dtype=args.dtype,
+                           on_progress=progress)
     serve(backend, host=host, port=port, token=token, max_queue=args.max_queue,
           parent_pid=args.parent_pid, grading=grading, scheduler=args.scheduler, max_per_user=args.max_per_user,
           slots=args.slots, slot_tokens=args.slot_tokens, hub=hub, prefix=prefix, allow_hosts=args.allow_host or ())
@@ -195,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "requests run on their own cache. Fewer tokens a slot, more slots fit")
     p.add_argument("--problems", help="grade students' code against the problems and lessons in this folder "
                                        "(hidden tests stay on the server)")
+    p.add_argument("--progress", choices=["bar", "lines", "none"], default="bar",
+                   help="how loading the models shows: bar (default; a progress bar on a terminal's stderr), lines "
+                        "(one JSON event a line on stdout, read by the model worker's parent), none")
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 

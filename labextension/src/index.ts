@@ -32,6 +32,7 @@ import {
   ErrorOnce,
   IChunk,
   IErrorSettings,
+  ILoading,
   IOutputLike,
   isNotConfigured,
   isPython,
@@ -47,7 +48,7 @@ import {
   readSettings,
   remainingSuggestion,
   shouldFetch,
-  stateLabel
+  statusLabel
 } from './logic';
 
 const PLUGIN_ID = 'tutor-inline-completion:plugin';
@@ -471,8 +472,10 @@ const statusPlugin: JupyterFrontEndPlugin<void> = {
       } catch (error) {
         status = { state: 'unreachable', message: `The Jupyter server cannot be reached: ${error}` };
       }
-      item.node.textContent = stateLabel(status.state as string | undefined);
+      item.node.textContent = statusLabel(status as { state?: unknown; loading?: ILoading | null });
       item.node.dataset.state = String(status.state ?? 'unreachable');
+      item.node.title = status.state === 'loading' && status.message ? String(status.message)
+        : "The tutor's model: click for details";
       setTimeout(refresh, status.state === 'loading' ? 1000 : 5000);
     };
     void refresh();
@@ -483,7 +486,7 @@ const statusPlugin: JupyterFrontEndPlugin<void> = {
         const body = document.createElement('div');
         body.className = 'tutor-StatusDetails';
         const lines: [string, unknown][] = [
-          ['State', stateLabel(status.state as string | undefined).replace('Tutor: ', '')],
+          ['State', statusLabel(status as { state?: unknown; loading?: ILoading | null }).replace('Tutor: ', '')],
           ['', status.message],
           ['Model', status.backend],
           ['Completions', `${status.completed ?? 0} of ${status.requests ?? 0} requests, ${status.errors ?? 0} errors`]

@@ -186,6 +186,28 @@ export function stateLabel(state: string | undefined): string {
   return STATE_LABELS[(state ?? 'unreachable') as TutorState] ?? `Tutor: ${state}`;
 }
 
+/** A model load's progress, as /tutor/status reports it while the state is 'loading'. */
+export interface ILoading {
+  role?: string;
+  model?: string;
+  phase?: string;
+  fraction?: number;
+}
+
+/** The status bar's text for a status: while weights are read, how far ("Tutor: loading 42%"); after that,
+ * the phase ("Tutor: loading, warming up"); before the first progress event, the plain state. */
+export function statusLabel(status: { state?: unknown; loading?: ILoading | null }): string {
+  const state = typeof status.state === 'string' ? status.state : undefined;
+  const loading = status.loading;
+  if (state !== 'loading' || !loading || typeof loading.fraction !== 'number') {
+    return stateLabel(state);
+  }
+  if (loading.fraction < 1 || !loading.phase || loading.phase === 'reading' || loading.phase === 'quantizing') {
+    return `Tutor: loading ${Math.floor(loading.fraction * 100)}%`;
+  }
+  return `Tutor: loading, ${loading.phase}`;
+}
+
 /** Whether a chunk says completion is simply not set up (a notice once, never an error toast). */
 export function isNotConfigured(chunk: IChunk): boolean {
   return chunk.error?.kind === 'not_configured';

@@ -20,7 +20,8 @@ import {
   readSettings,
   remainingSuggestion,
   shouldFetch,
-  stateLabel
+  stateLabel,
+  statusLabel
 } from '../src/logic';
 
 test('the request splits the active cell at the cursor and sends the other cells in order', () => {
@@ -164,4 +165,16 @@ test('help on errors: buttons on, loading into every kernel off, unless set', ()
   assert.deepEqual(readErrorSettings({ buttons: false, loadInPythonKernels: true }),
     { buttons: false, loadInPythonKernels: true });
   assert.equal(readErrorSettings({ loadInPythonKernels: 'yes' }).loadInPythonKernels, false);
+});
+
+test('while the model loads, the status bar says how far', () => {
+  const loading = (fraction: number, phase: string) => ({ state: 'loading', loading: { role: 'completion', phase, fraction } });
+  assert.equal(statusLabel(loading(0.4237, 'reading')), 'Tutor: loading 42%');
+  assert.equal(statusLabel(loading(0.999, 'quantizing')), 'Tutor: loading 99%');
+  assert.equal(statusLabel(loading(1, 'preparing')), 'Tutor: loading, preparing');
+  assert.equal(statusLabel(loading(1, 'warming up')), 'Tutor: loading, warming up');
+  // Before the first progress event (the worker is starting), and in every other state: the state's own label.
+  assert.equal(statusLabel({ state: 'loading', loading: null }), 'Tutor: loading model…');
+  assert.equal(statusLabel({ state: 'ready', loading: null }), 'Tutor: ready');
+  assert.equal(statusLabel({}), 'Tutor: server unreachable');
 });

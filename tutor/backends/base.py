@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ..engine.errors import TutorError
 from ..engine.generation import GenerationStream
 from ..prompts import ContextFile
+from .progress import Loading
 
 Message = Mapping[str, str]  # {"role": "system" | "user" | "assistant", "content": text}
 
@@ -101,6 +102,11 @@ class Backend(ABC):
     @abstractmethod
     def describe(self) -> str:
         """One line saying what this backend is (for `%tutor status`)."""
+
+    def load_progress(self) -> Loading | None:
+        """The latest progress of a model load this backend made or waits for (kept once it is done), for a
+        surface to show while a first call waits; None where nothing loads here (a shared server)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (connections, a worker process)."""

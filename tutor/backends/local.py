@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..engine import CheckpointError, CodeGemma, CompletionSession, PromptError, load
 from ..engine.codegemma import Request
 from ..engine.generation import GenerationResult, GenerationStream
+from ..engine.progress import LoadProgress
 from ..prompts import ContextFile, chat_prompt, chat_stop_ids, fim_prompt, fim_stop_ids
 from .base import (
     DEFAULT_OPTIONS,
@@ -21,6 +22,7 @@ from .base import (
     Message,
     NotConfigured,
 )
+from .progress import Loading, LoadingCallback
 
 # Completion sessions keep one KV cache each (one per editor, for prefix reuse); beyond this many
 # the least recently used is dropped.
@@ -29,9 +31,13 @@ MAX_SESSIONS = 16
 
 class LocalBackend(Backend):
     def __init__(self, completion_model: str | None = None, chat_model: str | None = None, *,
-                 device: str | None = None, dtype: str | None = None):
+                 device: str | None = None, dtype: str | None = None, on_progress: LoadingCallback | None = None):
+        """``on_progress`` is told how each model's load goes (see tutor.backends.progress)."""
         self.sources = {"completion": completion_model, "chat": chat_model}
         self.device, self.dtype = device, dtype
+        self.on_progress = on_progress
+        self._loading: Loading | None = None  # the latest event
+        self._loaded: dict[str, LoadProgress] = {}  # each role's latest
         self._models: dict[str, CodeGemma] = {}  # by source, so one folder serving both roles loads once
         self._sessions: OrderedDict[tuple[str, str], CompletionSession] = OrderedDict()
         self._lock = threading.Lock()
@@ -48,10 +54,24 @@ class LocalBackend(Backend):
         with self._lock:
             if source not in self._models:
                 try:
-                    self._models[source] = load(source, device=self.device, dtype=self.dtype)
+                    self._models[source] = load(source, device=self.device, dtype=self.dtype,
+                                                progress=lambda p: self.report(Loading(role, p)))
                 except CheckpointError as exc:
                     raise BackendError(str(exc), status=503, kind="model_unavailable") from exc
             return self._models[source]
+
+    def report(self, loading: Loading) -> None:
+        self._loading, self._loaded[loading.role] = loading, loading.progress
+        if self.on_progress is not None:
+            self.on_progress(loading)
+
+    def report_phase(self, role: str, phase: str) -> None:
+        """A step after the engine's load (``tutor serve``'s warm-up), at the last load's bytes."""
+        last = self._loaded.get(role) or LoadProgress(str(self.sources[role]), phase, 0, 0)
+        self.report(Loading(role, LoadProgress(last.model, phase, last.done, last.total)))
+
+    def load_progress(self) -> Loading | None:
+        return self._loading
 
     def complete(self, prompt: str | Sequence[int], options: GenerationOptions = DEFAULT_OPTIONS, *,
                  stop_token_ids: Sequence[int] | None = None, session: str | None = None,

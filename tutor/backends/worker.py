@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from .base import (
     GenerationOptions,
     Message,
 )
+from .progress import Loading, LoadingCallback, parse_progress_line
 from .remote import RemoteBackend
 
 READY_PREFIX = "tutor serve: listening on "
@@ -90,8 +92,11 @@ def open_log(path: Path) -> int:
 
 class ModelWorker:
     def __init__(self, completion_model: str | None, chat_model: str | None, *, device: str | None = None,
-                 dtype: str | None = None, startup_timeout: float = 600.0):
+                 dtype: str | None = None, startup_timeout: float = 600.0, on_progress: LoadingCallback | None = None):
+        """``on_progress`` hears each progress event of the worker's model loads, on the thread that starts it."""
         self.models = {"completion": completion_model, "chat": chat_model}
+        self.on_progress = on_progress
+        self.loading: Loading | None = None  # the latest progress event of the last start (kept once it is up)
         self.device, self.dtype = device, dtype
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen[str] | None = None
@@ -131,7 +136,7 @@ class ModelWorker:
     def _start(self) -> None:
         token = secrets.token_urlsafe(24)
         cmd = [sys.executable, "-m", "tutor.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-               "--parent-pid", str(os.getpid())]
+               "--parent-pid", str(os.getpid()), "--progress", "lines"]
         for flag, value in (("--model", self.models["completion"]), ("--chat-model", self.models["chat"]),
                             ("--device", self.device), ("--dtype", self.dtype)):
             if value:
@@ -154,9 +159,11 @@ class ModelWorker:
             lines.put(None)
 
         threading.Thread(target=read, daemon=True, name="tutor-worker-stdout").start()
+        self.loading = None
+        deadline = time.monotonic() + self.startup_timeout  # for the whole start: progress lines do not extend it
         while True:
             try:
-                line = lines.get(timeout=self.startup_timeout)
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 process.kill()
                 raise BackendError(f"the model worker did not start within {self.startup_timeout:.0f} s; "
@@ -165,6 +172,12 @@ class ModelWorker:
                 process.wait()
                 raise BackendError(f"the model worker could not start ({describe_exit(process.returncode)}): "
                                    f"{self._log_tail()}", 503, "worker_failed")
+            loading = parse_progress_line(line)
+            if loading is not None:
+                self.loading = loading
+                if self.on_progress is not None:
+                    self.on_progress(loading)
+                continue
             if line.startswith(READY_PREFIX):
                 url = line[len(READY_PREFIX):].strip()
                 if not self._healthy(url):
@@ -211,6 +224,9 @@ class WorkerBackend(Backend):
         source = worker.models["completion"]
         if source and (Path(source) / "tokenizer.model").is_file():
             self._tokenizer = Tokenizer(Path(source) / "tokenizer.model")  # prompts go as token ids
+
+    def load_progress(self) -> Loading | None:
+        return self.worker.loading
 
     def describe(self) -> str:
         state = f"running at {self.worker.url}" if self.worker.alive() else "started on first use"

@@ -30,7 +30,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-import warnings
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,10 +39,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .batch_passes import PACKED_PROMPTS, BatchedStep, PackedPrefill
 from .errors import PromptError
 from .generation import GenerationResult, GenerationStream, StopStrings, sample
-from .graphs import compile_enabled, graphs_enabled
-from .model import CacheTensors, KVCache
+from .model import KVCache
 from .session import common_prefix
 from .tokenizer import StreamDecoder
 
@@ -52,7 +51,6 @@ Delivery = Callable[[Any], None]
 
 GPU_SLOTS = 64
 CPU_SLOTS = 4
-BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 MAX_USERS_REMEMBERED = 10_000
 
 
@@ -115,107 +113,6 @@ class _Ready:
         pass
 
 
-class BatchedStep:
-    """The decode step over the first b rows of the batch buffers, on a cache of slots.
-
-    ``token`` [rows, 1], ``slots`` [rows] and ``positions`` [rows] are the step's inputs, kept on the
-    device; each step writes its argmax into ``token`` and moves ``positions`` on, so greedy rows
-    feed themselves. On a GPU each bucket size is captured once in a CUDA graph (and with
-    TUTOR_COMPILE=1 compiled first, once for all sizes); padding rows read and write the scratch
-    slot. The smallest bucket is 2: a padded row costs nothing in a step bound by reading weights,
-    and a batch dimension that is never 1 compiles once, where 1 would be compiled apart.
-    """
-
-    def __init__(self, model: Any, cache: KVCache, scratch: int, rows: int):
-        self.model, self.cache, self.scratch = model, cache, scratch
-        device = cache.device
-        self.captured = graphs_enabled(device)
-        self.buckets = sorted({b for b in BUCKETS if 1 < b < rows} | {rows})
-        self.token = torch.zeros((rows, 1), dtype=torch.long, device=device)
-        self.slots = torch.full((rows,), scratch, dtype=torch.long, device=device)
-        self.positions = torch.zeros(rows, dtype=torch.long, device=device)
-        self._last = cache.max_len - 1
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, Tensor]] = {}
-        self._pool = torch.cuda.graph_pool_handle() if self.captured else None
-        self.compiled = compile_enabled(device)
-        self._step = self._compiled(rows) if self.compiled else model.model.decode_rows
-
-    def _compiled(self, rows: int) -> Callable[[Tensor, Tensor, Tensor, KVCache], Tensor]:
-        decode_rows = self.model.model.decode_rows
-        compiled = torch.compile(lambda ids, slots, positions, k, v, ar: decode_rows(ids, slots, positions,
-                                                                                    CacheTensors(k, v, ar)),
-                                 fullgraph=True)
-
-        def step(ids: Tensor, slots: Tensor, positions: Tensor, cache: KVCache) -> Tensor:
-            # One graph for every batch size where the compiler can keep the dimension symbolic;
-            # "maybe" because a kernel that needs a fixed size specialises it (a strict mark_dynamic
-            # then raises), and each bucket is compiled apart, within the recompile limit raised below.
-            for t in (ids, slots, positions):
-                torch._dynamo.maybe_mark_dynamic(t, 0)
-            return compiled(ids, slots, positions, cache.k, cache.v, cache.slots)
-        limit = torch._dynamo.config
-        limit.cache_size_limit = max(limit.cache_size_limit, 2 * len(self.buckets))
-        return step
-
-    @property
-    def path(self) -> str:
-        """How the batched step runs: "plain", "captured" or "captured+compiled" (for /health)."""
-        return "plain" if not self.captured else "captured+compiled" if self.compiled else "captured"
-
-    def bucket(self, b: int) -> int:
-        return next(size for size in self.buckets if size >= b) if self.captured else b
-
-    def _body(self, b: int) -> Tensor:
-        logits = self._step(self.token[:b], self.slots[:b], self.positions[:b], self.cache)
-        self.token[:b].copy_(logits.argmax(dim=-1, keepdim=True))
-        # Padding rows would walk off the cache; real rows never reach its last position before their end.
-        self.positions[:b].add_(1).clamp_(max=self._last)
-        return logits
-
-    def capture(self, b: int) -> None:
-        """Capture (and compile) the step for bucket size b now, so no request waits for it."""
-        if not self.captured or b in self._graphs:
-            return
-        device = self.cache.device
-        saved = [t[:b].clone() for t in (self.token, self.slots, self.positions)]
-        self.slots[:b].fill_(self.scratch)  # warm-up and capture write only the scratch slot
-        self.positions[:b].zero_()
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.inference_mode(), torch.cuda.stream(side):
-            try:
-                self._body(b)
-            except Exception as exc:  # noqa: BLE001 - any compiler failure: decode uncompiled
-                if not self.compiled:
-                    raise
-                warnings.warn(f"compiling the batched decode step failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                              "decoding goes on uncompiled. Set TUTOR_COMPILE=0 to skip the attempt.",
-                              RuntimeWarning, stacklevel=2)
-                self.compiled, self._step = False, self.model.model.decode_rows
-                self._graphs.clear()  # captured with the compiled step: recaptured as they are needed
-                self._body(b)
-            self._body(b)  # kernels choose their algorithms and allocate outside the capture
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            logits = self._body(b)
-        self._graphs[b] = (graph, logits)
-        for t, old in zip((self.token, self.slots, self.positions), saved, strict=True):
-            t[:b].copy_(old)
-
-    def run(self, b: int) -> Tensor:
-        """One step over the first ``b`` rows (padded up to a bucket on a GPU); logits [bucket, vocab]."""
-        size = self.bucket(b)
-        if not self.captured:
-            with torch.inference_mode():
-                return self._body(size)
-        if size not in self._graphs:
-            self.capture(size)
-        graph, logits = self._graphs[size]
-        graph.replay()
-        return logits
-
-
 class BatchScheduler:
     """Serves many generation requests on one model at once (see the module's doc).
 
@@ -238,6 +135,7 @@ class BatchScheduler:
         with torch.inference_mode():
             self.cache = KVCache(model.config, self.slots + 1, self.max_len, model.dtype, self.device, zeroed=not cpu)
             self.step = BatchedStep(model, self.cache, self.slots, self.slots)
+            self.prefiller = PackedPrefill(model, self.cache, self.slots, self.prefill_tokens)
         self._zeroed = [not cpu] * (self.slots + 1)
         self.stats = SchedulerStats()
         # Shared with submitters, under the lock:
@@ -294,10 +192,13 @@ class BatchScheduler:
         return event
 
     def warm_up(self) -> None:
-        """Capture (and compile) the batched step for every batch size now (a GPU only)."""
+        """Capture (and compile) the batched step for every batch size, and the packed prefill for
+        every bucket of tokens, now (a GPU only)."""
         with torch.inference_mode():  # the step's buffers were made in it (as the loop runs in it)
             for size in self.step.buckets:
                 self.step.capture(size)
+            for tokens in self.prefiller.buckets:
+                self.prefiller.capture(tokens)
 
     # ------------------------------------------------------------------ public
 
@@ -467,7 +368,8 @@ class BatchScheduler:
 
     def _prefill(self) -> None:
         """Prefill up to ``prefill_tokens`` prompt tokens: whole new prompts packed into one pass, then
-        chunks of the others (long prompts, or the new part after a session's cached prefix)."""
+        chunks of the others (prompts longer than a pass, or the new part after a session's cached
+        prefix)."""
         budget = self.prefill_tokens
         packed: list[_Sequence] = []
         chunked: list[tuple[_Sequence, int]] = []
@@ -479,9 +381,12 @@ class BatchScheduler:
                 self._release(seq, "cancelled")
                 continue
             remaining = len(seq.prompt) - seq.prefilled
-            if seq.prefilled == 0 and remaining <= budget:
-                packed.append(seq)
-                budget -= remaining
+            if seq.prefilled == 0 and remaining <= self.prefill_tokens:
+                # A whole prompt goes in one packed pass, this one or the next: a chunk of it would be
+                # a pass of its own, launched op by op, where the packed pass is one graph's replay.
+                if remaining <= budget and len(packed) < PACKED_PROMPTS:
+                    packed.append(seq)
+                    budget -= remaining
             else:
                 chunk = min(remaining, budget)
                 chunked.append((seq, chunk))
@@ -513,18 +418,10 @@ class BatchScheduler:
         self._first_host = (done, host, self._event())
 
     def _prefill_packed(self, seqs: list[_Sequence]) -> Tensor:
-        ids = list(itertools.chain.from_iterable(seq.prompt for seq in seqs))
-        lengths = [len(seq.prompt) for seq in seqs]
-        owner = torch.repeat_interleave(torch.arange(len(seqs)), torch.tensor(lengths))
-        positions = torch.cat([torch.arange(n) for n in lengths])
-        mask = (owner[:, None] == owner[None, :]) & (positions[None, :] <= positions[:, None])
-        slots = torch.tensor([seq.slot for seq in seqs]).repeat_interleave(torch.tensor(lengths))
-        last = torch.tensor(lengths).cumsum(0) - 1
+        logits = self.prefiller.run([seq.prompt for seq in seqs], [seq.slot for seq in seqs])
         for seq in seqs:
             seq.prefilled = len(seq.prompt)
-        put = self._on_device
-        return self.model.model.prefill_packed(put(torch.tensor([ids])), put(slots), put(positions), put(mask),
-                                               put(last), self.cache)
+        return logits
 
     def _pick(self, logits: Tensor, seqs: list[_Sequence]) -> Tensor:
         """Each sequence's next token from its row of ``logits``, on the device: argmax, or sampled."""

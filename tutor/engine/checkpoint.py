@@ -58,6 +58,7 @@ class Checkpoint:
     config: ModelConfig
     tokenizer_path: Path
     tensor_files: dict[str, Path]
+    tensor_bytes: int = 0  # of the tensors the model reads, as stored (from the headers): a load's total
 
     @property
     def files(self) -> list[Path]:
@@ -133,8 +134,9 @@ def inspect_checkpoint(folder: Path) -> Checkpoint:
             "this folder (it is in every codegemma repository)."
         )
     files = _weight_files(folder)
-    tensor_files = _check_tensors(config, files)
-    return Checkpoint(folder=folder, config=config, tokenizer_path=tokenizer_path, tensor_files=tensor_files)
+    tensor_files, tensor_bytes = _check_tensors(config, files)
+    return Checkpoint(folder=folder, config=config, tokenizer_path=tokenizer_path, tensor_files=tensor_files,
+                      tensor_bytes=tensor_bytes)
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -184,9 +186,11 @@ def _check_shard_name(index: Path, name: object) -> None:
             "official source.")
 
 
-def _check_tensors(config: ModelConfig, files: list[Path]) -> dict[str, Path]:
+def _check_tensors(config: ModelConfig, files: list[Path]) -> tuple[dict[str, Path], int]:
+    """Which file holds each expected tensor, and their bytes as stored."""
     expected = expected_shapes(config)
     where: dict[str, Path] = {}
+    size = 0
     for file in files:
         try:
             with safe_open(str(file), framework="pt") as f:
@@ -214,6 +218,7 @@ def _check_tensors(config: ModelConfig, files: list[Path]) -> dict[str, Path]:
                             "supported: use the official release."
                         )
                     where[name] = file
+                    size += torch.Size(shape).numel() * ALLOWED_DTYPES[dtype].itemsize
         except SafetensorError as exc:
             raise CheckpointError(
                 f"{file}: not a readable safetensors file ({exc}). It is probably truncated or "
@@ -228,7 +233,7 @@ def _check_tensors(config: ModelConfig, files: list[Path]) -> dict[str, Path]:
             f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}. "
             "The checkpoint is incomplete or belongs to another config.json: download it again."
         )
-    return where
+    return where, size
 
 
 # --------------------------------------------------------------------------- reading tensors

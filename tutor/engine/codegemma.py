@@ -20,6 +20,7 @@ from .errors import CheckpointError, PromptError
 from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings
 from .graphs import CapturedDecode, DecodeStep, compile_enabled, compiled_step, decode_kernel_enabled, graphs_enabled
 from .model import KVCache, Transformer
+from .progress import LOADED, PREPARING, QUANTIZING, READING, LoadProgress, ProgressCallback
 from .quant import (
     Int8Embedding,
     Int8Linear,
@@ -374,7 +375,8 @@ def _upload_transposed(weight: Tensor, device: torch.device, dtype: torch.dtype,
 
 
 def load(source: str | os.PathLike[str], *, device: str | torch.device | None = None,
-         dtype: str | torch.dtype | None = None, quantize: str | None = None) -> CodeGemma:
+         dtype: str | torch.dtype | None = None, quantize: str | None = None,
+         progress: ProgressCallback | None = None) -> CodeGemma:
     """Load a CodeGemma checkpoint from a folder or the local Hugging Face cache.
 
     ``source`` is a folder (config.json, *.safetensors, tokenizer.model) or a hub name such as
@@ -386,6 +388,8 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
     can hold them in int8: then int8, with a warning that says so.
     The whole folder is checked before any weight is read, so a bad folder raises
     :class:`CheckpointError` and leaves nothing half-built.
+    ``progress``, if given, is called with a :class:`~tutor.engine.progress.LoadProgress` as the weights
+    are read (bytes of the total, after each tensor), then when they are prepared, and once loaded.
     """
     asked = quantize if quantize is not None else os.environ.get("TUTOR_QUANTIZE") or None  # read here only
     mode = check_mode(asked, "quantize" if quantize is not None else "TUTOR_QUANTIZE")
@@ -422,6 +426,8 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
     # Quantizing 2.5 billion weights takes 25 s on 2 cores: on the CPU the result is kept in the
     # user's cache, keyed by the checkpoint files' identity, and read back memory-mapped.
     cache = int8_cache_path(checkpoint.files, target_dtype) if quantized and target_device.type == "cpu" else None
+    report = _Reporter(progress, checkpoint, QUANTIZING if quantized else READING)
+    report(0)
     state = read_int8_cache(cache) or {}
     from_cache = bool(state)
     for name, tensor in ([] if from_cache else iter_tensors(checkpoint)):
@@ -434,6 +440,8 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
             state[name] = tensor.to(device=target_device, dtype=target_dtype, copy=True)
         else:
             state[name] = tensor.to(device=target_device, dtype=target_dtype)
+        report(tensor.numel() * tensor.element_size())
+    report(checkpoint.tensor_bytes, PREPARING)  # read at once (memory-mapped) from the int8 cache, or all read
     if cache is not None and not from_cache:
         write_int8_cache(cache, state)
     model.load_state_dict(state, strict=True, assign=True)
@@ -451,5 +459,23 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
                           "the attempt.", RuntimeWarning, stacklevel=2)
     model.prepare()  # buffers made on the meta device hold no data yet
     model.eval().requires_grad_(False)
+    report(0, LOADED)
     return CodeGemma(checkpoint, tokenizer, model)
+
+
+class _Reporter:
+    """Counts the bytes a load has handled and tells ``callback`` (if any) after each step."""
+
+    def __init__(self, callback: ProgressCallback | None, checkpoint: Checkpoint, phase: str):
+        self.callback, self.phase, self.done = callback, phase, 0
+        self.total = checkpoint.tensor_bytes
+        name = checkpoint.folder
+        self.model = (name.parent.parent if name.parent.name == "snapshots" else name).name  # a hub snapshot: its repo
+        self.model = self.model.removeprefix("models--").replace("--", "/")
+
+    def __call__(self, added: int, phase: str | None = None) -> None:
+        self.done = min(self.total, self.done + added)
+        self.phase = phase or self.phase
+        if self.callback is not None:
+            self.callback(LoadProgress(self.model, self.phase, self.done, self.total))
 

@@ -7,7 +7,9 @@ traceback is never hidden or changed; the hook itself never raises.
 
 from __future__ import annotations
 
+import contextvars
 import os
+import sys
 import threading
 import time
 import traceback
@@ -19,6 +21,7 @@ from IPython.core.error import UsageError
 from IPython.display import display
 
 from ..backends import Backend, BackendError, WorkerBackend, make_backend
+from ..backends.progress import TextBar
 from ..settings import Settings, resolve_settings
 from ..tutoring import diagnose, explain_error, propose_fix
 from ..tutoring.policy import (
@@ -106,22 +109,39 @@ class TutorExtension:
 
     def busy(self, widget: Any) -> str:
         """The status line for a widget whose model call starts now: "Thinking...", or while the model is
-        loading, that, with the seconds so far, until the model is up or the call ends."""
+        loading, that, with how far it is, until the model is up or the call ends. The widget's ``progress``
+        draws the bar; a tqdm bar goes to the output of the cell that asked, for frontends without widgets."""
         if not self.loading():
             return "Thinking..."
         start = time.monotonic()
+        # A thread starts with an empty context: run it in this one, so that ipykernel sends its output to
+        # the cell (or the widget's message) that asked, not to whichever cell runs later.
+        context = contextvars.copy_context()
 
-        def tick() -> None:  # the worker says nothing while it loads: the time so far is the sign of life
-            while True:
-                time.sleep(1)
-                if widget.state != "working" or not widget.status.startswith(LOADING):
-                    return
-                if not self.loading():
+        def tick() -> None:
+            bar = TextBar(sys.stderr, disable=False)  # a cell's output is no terminal, but shows the bar well
+            try:
+                while True:
+                    time.sleep(0.2)  # first: the caller marks the widget busy after this returns
+                    if widget.state != "working" or not widget.status.startswith(LOADING) or not self.loading():
+                        break
+                    loading = self._backend.load_progress() if self._backend is not None else None
+                    if loading is None:  # the worker is starting: the time so far is the sign of life
+                        widget.status = f"{LOADING} {time.monotonic() - start:.0f} s"
+                    else:
+                        bar(loading)
+                        widget.progress = loading.progress.fraction
+                        widget.status = f"{LOADING} {loading.progress.describe()}."
+                loading = self._backend.load_progress() if self._backend is not None else None
+                if loading is not None and not self.loading():
+                    bar(loading)  # the last event, which the polling may have missed: the bar ends where the load did
+            finally:
+                bar.close()
+                widget.progress = -1.0
+                if widget.state == "working" and widget.status.startswith(LOADING):
                     widget.status = "Thinking..."
-                    return
-                widget.status = f"{LOADING} {time.monotonic() - start:.0f} s"
 
-        threading.Thread(target=tick, daemon=True, name="tutor-loading").start()
+        threading.Thread(target=context.run, args=(tick,), daemon=True, name="tutor-loading").start()
         return LOADING
 
     def close(self) -> None:

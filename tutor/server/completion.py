@@ -305,7 +305,9 @@ class Completer:
             if backend.worker.alive():
                 return "ready", "The model is loaded and ready."
             if self._running:  # a request is waiting for the worker to start and load the model
-                return "loading", "Loading the model (the first completion waits for it)..."
+                loading = backend.load_progress()
+                what = loading.describe() if loading is not None else "the model (starting the model worker)"
+                return "loading", f"Loading {what}. The first completion waits for it."
         elif backend is not None:
             return "ready", f"Using {backend.describe()}."
         return "idle", "The model loads on the first completion."
@@ -314,9 +316,12 @@ class Completer:
         c = self.counters
         backend = self._backend
         state, message = self.state()
+        loading = backend.load_progress() if state == "loading" and backend is not None else None
         return {"configured": bool(self.settings.endpoint or self.settings.completion_model),
                 "policy": self.policy.describe(),
                 "state": state, "message": message,
+                # while loading: {"role", "model", "phase", "done", "total" (bytes), "fraction"}; else null
+                "loading": loading.as_json() if loading is not None else None,
                 "backend": backend.describe() if backend is not None else "not started (starts on first use)",
                 "requests": c.requests, "completed": c.completed, "superseded": c.superseded,
                 "generations_stopped": c.generations_stopped, "stopped_by_newer": c.stopped_by_newer,

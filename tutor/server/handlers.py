@@ -4,7 +4,8 @@ POST /tutor/complete  -> newline-delimited JSON, one object a line:
     {"id": ..., "text": <the whole completion so far>, "done": false}  ... then
     {"id": ..., "text": <final>, "done": true}   or   {"id": ..., "error": {...}, "done": true}
     and, rarely, {"id": ..., "notice": "the model worker ... has been restarted", "done": false}
-GET  /tutor/status    -> the backend and counters (requests, superseded, generations_stopped...)
+GET  /tutor/status    -> the state (not_configured, idle, loading, ready, unreachable), while loading how far
+                         ("loading": {"fraction", "phase", ...}), the backend and counters (requests, ...)
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     state = app.settings["tutor_state"]
     for served in state.models.values():
         started = time.monotonic()
+        backend.report_phase(served.roles[0], "warming up")  # after loading, compiling or capturing can take a while
         served.scheduler.warm_up()
         print(f"tutor serve: {served.name} ({', '.join(served.roles)}): {served.scheduler.decode_path}, "
               f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,17 +24,53 @@ from ..engine.generation import GenerationResult
 Item = str | Completion | Exception
 
 
+class _Mailbox:
+    """Items for an event loop's generations, handed over in bursts: a batched step gives a piece
+    to every running request at once, and waking the loop once per burst (one write to its wake-up
+    pipe, one callback) rather than once per piece keeps the loop free for the sockets."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Queue[Item], Item]] = []
+
+    def post(self, queue: asyncio.Queue[Item], item: Item) -> None:
+        with self._lock:
+            wake = not self._pending
+            self._pending.append((queue, item))
+        if wake:
+            self._loop.call_soon_threadsafe(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for queue, item in pending:
+            queue.put_nowait(item)
+
+
+_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = weakref.WeakKeyDictionary()
+_mailboxes_lock = threading.Lock()
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    with _mailboxes_lock:
+        box = _mailboxes.get(loop)
+        if box is None:
+            box = _mailboxes[loop] = _Mailbox(loop)
+        return box
+
+
 class Generation:
     """One request's output on the event loop. ``put`` may be called from any thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, prepared: Prepared):
-        self._loop = loop
+        self._mailbox = _mailbox(loop)
         self._items: asyncio.Queue[Item] = asyncio.Queue()
         self.prepared = prepared
         self.started = False  # a piece or the end has come: the request is past the queue
 
     def put(self, item: Item) -> None:
-        self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+        self._mailbox.post(self._items, item)
 
     async def get(self) -> Item:
         item = await self._items.get()

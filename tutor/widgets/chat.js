@@ -13,6 +13,7 @@ function render({ model, el }) {
   log.setAttribute("aria-live", "polite");
   const status = document.createElement("div");
   status.className = "tutor-status";
+  const progress = loadingBar();
   const form = document.createElement("form");
   form.className = "tutor-chat-form";
   const input = document.createElement("textarea");
@@ -32,7 +33,7 @@ function render({ model, el }) {
   stop.textContent = "Stop";
   stop.addEventListener("click", () => model.send({ type: "stop" }));
   form.append(input, send, stop);
-  root.append(title, log, status, form);
+  root.append(title, log, progress, status, form);
   el.appendChild(root);
 
   function ask() {
@@ -71,6 +72,7 @@ function render({ model, el }) {
     }
     log.scrollTop = log.scrollHeight;
     status.textContent = model.get("status");
+    showProgress(progress, model.get("progress"));
     root.dataset.state = model.get("state");
     send.disabled = model.get("state") === "working";
     stop.disabled = model.get("state") !== "working";
@@ -78,6 +80,20 @@ function render({ model, el }) {
   model.on("change", update);
   update();
   return () => model.off("change", update);
+}
+
+// A model load's progress, as in panel.js (each widget's ESM is one file, loaded on its own).
+function loadingBar() {
+  const progress = document.createElement("progress");
+  progress.className = "tutor-progress";
+  progress.max = 1;
+  progress.setAttribute("aria-label", "Loading the tutor's model");
+  return progress;
+}
+
+function showProgress(progress, fraction) {
+  progress.hidden = !(fraction >= 0);
+  if (fraction >= 0) progress.value = fraction;
 }
 
 export default { render };

@@ -25,6 +25,7 @@ class ChatWidget(anywidget.AnyWidget):
     turns = traitlets.List(traitlets.Dict()).tag(sync=True)  # [{"role", "html"}]
     state = traitlets.Unicode("idle").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
+    progress = traitlets.Float(-1.0).tag(sync=True)  # a model load's fraction in [0, 1], drawn as a bar; < 0: none
 
     def __init__(self, conversation: Conversation, *, busy: Callable[[Any], str] | None = None,
                  guard: Callable[[], Callable[[str], tuple[str, str]] | None] | None = None, **kwargs: Any):

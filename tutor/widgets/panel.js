@@ -11,9 +11,10 @@ function render({ model, el }) {
   body.className = "tutor-body";
   const status = document.createElement("div");
   status.className = "tutor-status";
+  const progress = loadingBar();
   const bar = document.createElement("div");
   bar.className = "tutor-buttons";
-  root.append(title, body, status, bar);
+  root.append(title, body, progress, status, bar);
   el.appendChild(root);
 
   async function copy(text) {
@@ -32,6 +33,7 @@ function render({ model, el }) {
     // The HTML comes from tutor.widgets.markdown: Markdown without raw HTML, then an allow-list.
     body.innerHTML = model.get("html");
     status.textContent = model.get("status");
+    showProgress(progress, model.get("progress"));
     bar.replaceChildren();
     for (const button of model.get("buttons")) {
       const b = document.createElement("button");
@@ -62,6 +64,21 @@ function render({ model, el }) {
   model.on("change", update);
   update();
   return () => model.off("change", update);
+}
+
+// A model load's progress (the kernel sets "progress" in [0, 1] while the first answer waits; < 0: none).
+// chat.js has the same two functions: each widget's ESM is one file, loaded on its own.
+function loadingBar() {
+  const progress = document.createElement("progress");
+  progress.className = "tutor-progress";
+  progress.max = 1;
+  progress.setAttribute("aria-label", "Loading the tutor's model");
+  return progress;
+}
+
+function showProgress(progress, fraction) {
+  progress.hidden = !(fraction >= 0);
+  if (fraction >= 0) progress.value = fraction;
 }
 
 export default { render };

@@ -72,6 +72,7 @@ class TutorPanel(anywidget.AnyWidget):
     state = traitlets.Unicode("idle").tag(sync=True)  # idle, working, done, failed
     html = traitlets.Unicode("").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
+    progress = traitlets.Float(-1.0).tag(sync=True)  # a model load's fraction in [0, 1], drawn as a bar; < 0: none
     buttons = traitlets.List(traitlets.Dict()).tag(sync=True)
 
     def __init__(self, title: str = "", markdown: str = "", kind: str = "info", **kwargs: Any):
