@@ -1,6 +1,13 @@
 """The chat template of google/codegemma-7b-it, as published in its tokenizer_config.json (the same
 template as gemma-7b-it's). It is the reference that tutor.prompts.chat_prompt is compared with;
-the tests have no network, so the text is kept here, verbatim."""
+the tests have no network, so the text is kept here, verbatim.
+
+Checked (2026-12) character for character against the "chat_template" of a copy of codegemma-7b-it's
+tokenizer_config.json on GitHub (xiaoxiao0313/codegemma-7b-it, commit 738b380, whose "bos_token" is
+"<bos>" and "add_bos_token" true), and against llama.cpp's tests/test-chat-template.cpp entry for
+google/gemma-7b-it, which is the same template without the leading ``{{ bos_token }}`` (llama.cpp's
+test leaves BOS out of every template).
+"""
 
 GEMMA_CHAT_TEMPLATE = (
     "{{ bos_token }}"

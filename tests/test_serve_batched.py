@@ -167,3 +167,25 @@ def test_one_folder_serves_both_roles(tiny_dirs):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_pieces_from_another_thread_reach_the_loop_in_order_and_can_be_taken_together():
+    """The scheduler's thread posts pieces in bursts (one wake-up of the loop each); a reply that fell
+    behind takes every piece that has come at once, in order, and the end after them."""
+    import asyncio
+    import threading
+
+    from tutor.backends.base import Completion
+    from tutor.serving.scheduling import Generation
+
+    async def main():
+        generation = Generation(asyncio.get_running_loop(), prepared=None)
+        end = Completion(text="abc", finish_reason="stop", prompt_tokens=1, completion_tokens=3)
+        poster = threading.Thread(target=lambda: [generation.put(x) for x in ("a", "b", "c", end)])
+        poster.start()
+        poster.join(10)
+        first = await asyncio.wait_for(generation.get(), 10)
+        return [first, *generation.ready()]
+
+    items = asyncio.run(main())
+    assert items[:3] == ["a", "b", "c"] and items[3].finish_reason == "stop" and len(items) == 4

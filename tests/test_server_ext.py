@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,6 +33,13 @@ def jupyter(tmp_path_factory, tiny_dirs):
                        tmp_path_factory.mktemp("config"))
     yield app.url, app.token, app.process.pid
     app.stop()
+
+
+def maps_torch(pid: int) -> bool | None:
+    """Whether the process has libtorch mapped (torch imported); None where /proc cannot say (not Linux).
+    tests/test_import_cost.py checks that this look sees torch where it is loaded."""
+    maps = Path(f"/proc/{pid}/maps")
+    return "libtorch" in maps.read_text() if maps.exists() else None
 
 
 def body(**kw):
@@ -58,7 +67,7 @@ def test_requests_without_the_token_are_refused(jupyter):
 
 
 def test_a_completion_streams_cumulative_text_and_publishes_the_worker(jupyter):
-    url, token, _ = jupyter
+    url, token, pid = jupyter
     with httpx.stream("POST", f"{url}/tutor/complete", json=body(), headers=auth(token), timeout=120) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("application/x-ndjson")
@@ -70,6 +79,7 @@ def test_a_completion_streams_cumulative_text_and_publishes_the_worker(jupyter):
     assert s["requests"] >= 1 and s["completed"] >= 1 and s["errors"] == 0
     assert "running at http://127.0.0.1" in s["backend"]
     assert s["published_endpoint"].startswith("http://127.0.0.1")  # kernels started from now on inherit it
+    assert maps_torch(pid) is not True  # the model runs in the worker: the notebook server never imports torch
 
 
 def test_the_prompt_is_built_from_the_other_cells_within_the_budget(jupyter):
@@ -225,6 +235,7 @@ def test_with_an_endpoint_no_worker_starts(tmp_path_factory, server, tiny_dirs):
         assert s["backend"].startswith("OpenAI-compatible server at " + endpoint)
         assert s["worker_pid"] is None and s["last_prompt_tokens"] > 0
         assert s["published_endpoint"] == endpoint  # left as the teacher set it
+        assert maps_torch(app.process.pid) is not True  # a student's server on a class's endpoint: no torch
     finally:
         app.stop()
 
@@ -245,6 +256,65 @@ def test_an_oversized_body_is_413(jupyter):
     url, token, _ = jupyter
     r = httpx.post(f"{url}/tutor/complete", content=b" " * (4 << 20 | 1), headers=auth(token), timeout=30)
     assert r.status_code == 413
+
+
+def raw_post(url: str, headers: str, first: bytes) -> socket.socket:
+    """A POST to /tutor/complete on a plain socket, with ``first`` the only bytes of its body sent (for now)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)  # every send and receive below: at most 10 s
+    sock.sendall(f"POST /tutor/complete HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}\r\n".encode() + first)
+    return sock
+
+
+def test_an_oversized_body_is_refused_before_it_is_sent(jupyter):
+    """Announced at 100 MiB by a client that waits to be told to go on (Expect: 100-continue, as curl does):
+    the answer is 413 at once and none of the body is asked for. jupyter_server by itself would say
+    "100 Continue" and wait for, and buffer, all of it."""
+    url, token, _ = jupyter
+    with raw_post(url, f"Authorization: token {token}\r\nContent-Type: application/json\r\n"
+                       f"Expect: 100-continue\r\nContent-Length: {100 << 20}\r\n", b"") as sock:
+        reply = b""
+        while chunk := sock.recv(65536):  # until the server closes (a timeout here: it waited for the body)
+            reply += chunk
+    head, _, content = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    answer = json.loads(content)
+    assert answer["done"] is True and "too large" in answer["error"]["message"]
+
+
+def test_an_oversized_body_being_sent_is_not_waited_for(jupyter):
+    """Announced at 100 MiB and being sent (64 KiB so far): the server answers and closes without reading
+    the rest. The client may get the 413 or only the reset that closing under an unread upload causes."""
+    url, token, _ = jupyter
+    with raw_post(url, f"Authorization: token {token}\r\nContent-Length: {100 << 20}\r\n", b" " * 65536) as sock:
+        try:
+            reply = sock.recv(65536)  # a timeout (10 s) here: the server waited for the body
+        except ConnectionResetError:
+            reply = b"reset"
+    assert reply.startswith(b"HTTP/1.1 413") or reply == b"reset", reply[:200]
+
+
+def test_an_unannounced_body_is_read_no_further_than_the_limit(jupyter):
+    """A chunked body (no Content-Length) that grows past the limit: the server stops reading it near twice
+    the limit (8 MiB) and closes the connection; it never takes the 64 MiB that are offered."""
+    url, token, _ = jupyter
+    piece = b" " * 65536
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    sent = 0
+    with raw_post(url, f"Authorization: token {token}\r\nTransfer-Encoding: chunked\r\n", b"") as sock:
+        with pytest.raises(OSError):  # broken pipe or reset: the server has closed the connection
+            while sent < 64 << 20:
+                sock.sendall(chunk)
+                sent += len(piece)
+    assert sent < 64 << 20
+
+
+def test_an_oversized_body_without_the_token_is_refused_unread(jupyter):
+    """Authentication comes first, and also before the body: 403, with none of the body asked for."""
+    url, _, _ = jupyter
+    with raw_post(url, f"Expect: 100-continue\r\nContent-Length: {100 << 20}\r\n", b"") as sock:
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 403"), reply[:200]
 
 
 def test_settings_from_a_jupyter_config_file(tmp_path_factory, tiny_dirs):

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..engine.tokenizer import Tokenizer
 from ..settings import Settings, resolve_settings
@@ -22,9 +23,21 @@ from .base import (
     Message,
     NotConfigured,
 )
-from .local import LocalBackend
 from .remote import RemoteBackend
 from .worker import ModelWorker, WorkerBackend
+
+if TYPE_CHECKING:
+    from .local import LocalBackend
+
+
+def __getattr__(name: str) -> Any:
+    # The in-process engine (torch) is imported when it is asked for, not with the package: a
+    # student's server that reaches a shared model server never needs it (PEP 562).
+    if name == "LocalBackend":
+        from .local import LocalBackend
+
+        return LocalBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_backend(settings: Settings | None = None, *, in_process: bool = False) -> Backend:
@@ -38,6 +51,8 @@ def make_backend(settings: Settings | None = None, *, in_process: bool = False) 
         return RemoteBackend(settings.endpoint, settings.token, completion_model=settings.completion_model,
                              chat_model=settings.chat_model, tokenizer=tokenizer)
     if in_process:
+        from .local import LocalBackend
+
         return LocalBackend(settings.completion_model, settings.chat_model, device=settings.device)
     return WorkerBackend(ModelWorker(settings.completion_model, settings.chat_model, device=settings.device))
 

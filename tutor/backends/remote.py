@@ -27,9 +27,9 @@ from typing import Any
 
 import httpx
 
-from ..engine.config import IT_NAME as _IT_NAME
 from ..engine.errors import TutorError
 from ..engine.generation import GenerationStream
+from ..engine.names import IT_NAME as _IT_NAME
 from ..engine.tokenizer import BOS, FILE_SEPARATOR, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, Tokenizer
 from ..prompts import (
     ContextFile,

@@ -40,8 +40,9 @@ import torch
 from torch import Tensor
 
 from .batch_passes import PACKED_PROMPTS, BatchedStep, PackedPrefill
+from .decoding import sample
 from .errors import PromptError
-from .generation import GenerationResult, GenerationStream, StopStrings, sample
+from .generation import GenerationResult, GenerationStream, StopStrings
 from .model import KVCache
 from .session import common_prefix
 from .tokenizer import StreamDecoder

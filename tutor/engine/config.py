@@ -8,7 +8,6 @@ transformers has written two dialects over time: older files carry ``rope_theta`
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError
+from .names import IT_NAME
 
 _DTYPES = {
     "bfloat16": torch.bfloat16,
@@ -26,10 +26,6 @@ _DTYPES = {
 # Activation names that mean "GELU" in some form. Gemma is always the tanh approximation: the
 # released codegemma-2b says "gelu", which some transformers versions ran as exact GELU by mistake.
 _GELU_NAMES = {"gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_fast", "gelu_tanh", "gelu_python"}
-
-# How instruction-tuned checkpoints are named: codegemma-7b-it, codegemma-1.1-7b-it, ...
-IT_NAME = re.compile(r"(^|[-_/])it($|[-_/.:])", re.IGNORECASE)
-
 
 # What each size may be, checked before anything is built from it: a config.json that asks for a
 # million layers or a two-billion-token context is refused here, not after gigabytes are allocated.

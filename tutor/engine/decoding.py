@@ -21,8 +21,26 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from .generation import SamplingParams, sample
+from .generation import SamplingParams
 from .graphs import CapturedDecode
+
+
+def sample(logits: Tensor, params: SamplingParams, generator: torch.Generator | None) -> Tensor:
+    """Next token ids [batch] from float logits [batch, vocab]."""
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits / params.temperature
+    if params.top_k is not None and params.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, params.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p is not None and params.top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # Drop a token once the ones before it already cover top_p; the most likely always stays.
+        drop = cumulative - sorted_logits.softmax(dim=-1) >= params.top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 class _OneTokenLoop:

@@ -1,4 +1,9 @@
-"""Token sampling and the text side of generation: stop strings and streamed pieces."""
+"""The text side of generation: sampling settings, stop strings, streamed pieces and results.
+
+No torch here (sampling itself is in :mod:`tutor.engine.decoding`): the backends, the tutoring layer and
+the Jupyter surfaces stream through these classes, and a student's server that only talks to a shared
+model server must not pay for importing torch (seconds, and hundreds of MiB, per server).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,6 @@ import threading
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-import torch
-from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -31,24 +33,6 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return not self.temperature
-
-
-def sample(logits: Tensor, params: SamplingParams, generator: torch.Generator | None) -> Tensor:
-    """Next token ids [batch] from float logits [batch, vocab]."""
-    if params.greedy:
-        return logits.argmax(dim=-1)
-    logits = logits / params.temperature
-    if params.top_k is not None and params.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, params.top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if params.top_p is not None and params.top_p < 1:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        # Drop a token once the ones before it already cover top_p; the most likely always stays.
-        drop = cumulative - sorted_logits.softmax(dim=-1) >= params.top_p
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 class StopStrings:

@@ -8,14 +8,16 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import tornado.httpserver
 import tornado.netutil
 
-from ..backends.local import LocalBackend
 from .access import HostCheck, check_listen
-from .app import make_app
 from .schema import MAX_BODY_BYTES
+
+if TYPE_CHECKING:
+    from ..backends.local import LocalBackend
 
 
 def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
@@ -32,6 +34,10 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     means the batch only for a standalone server on a GPU). With ``hub`` (a tutor.serving.hub.HubGate)
     the Hub authenticates every request, and the routes sit under ``prefix``.
     """
+    # Here, not at the top: tutor.serving.schema is also the inline completer's (tutor.server), which must not
+    # import the engine (torch) with this package when the model is on a shared server.
+    from .app import make_app
+
     if hub is None:  # under the Hub, every request needs a Hub token
         check_listen(host, token)  # before minutes of loading, not after
     if parent_pid is None:

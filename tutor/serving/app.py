@@ -27,7 +27,7 @@ from ..backends.base import MAX_DRAFT_TOKENS, BackendError, Completion, Generati
 from ..backends.local import LocalBackend, Prepared
 from .access import HostCheck
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .scheduling import Generation, Scheduler, make_scheduler
+from .scheduling import Generation, Item, Scheduler, make_scheduler
 from .schema import MAX_BODY_BYTES, RequestSchemaError, parse_body, validate
 
 
@@ -100,6 +100,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, state: ServerState) -> None:
         self.state = state
         self._generation: Generation | None = None
+        self._nodelay = False  # set on the connection at the first event
         self._client_gone = threading.Event()
         self._chunks: list[bytes] = []
         self._refused: tuple[int, str, str] | None = None
@@ -292,8 +293,13 @@ class GenerationHandler(BaseHandler):
             self.set_header("Content-Type", "text/event-stream")
             self.set_header("Cache-Control", "no-cache")
         first = True
+        later: list[Item] = []
         while True:
-            item = await generation.get()
+            item = later.pop(0) if later else await generation.get()
+            if isinstance(item, str) and streaming:
+                later = generation.ready()
+                while later and isinstance(later[0], str):
+                    item += later.pop(0)
             if first:
                 self.state.metrics.first_token.labels(name).observe(time.monotonic() - arrived)
             if isinstance(item, Exception):
@@ -326,9 +332,11 @@ class GenerationHandler(BaseHandler):
     async def _send(self, event: dict[str, Any] | None, end: bool = False) -> bool:
         """Write one server-sent event; False (and the generation cancelled) if the client left."""
         try:
-            # Small writes go out at once: with Nagle's algorithm on, each event after the first
-            # waits for the client's delayed ACK (40 ms on Linux). Tornado turns it back off after.
-            self.request.connection.stream.set_nodelay(True)
+            if not self._nodelay:
+                # Small writes go out at once: with Nagle's algorithm on, each event after the first
+                # waits for the client's delayed ACK (40 ms on Linux). Tornado turns it back off after.
+                self.request.connection.stream.set_nodelay(True)
+                self._nodelay = True
             self.write(f"data: {json.dumps(event)}\n\n" if event is not None else "data: [DONE]\n\n")
             await self.flush()
             if end:

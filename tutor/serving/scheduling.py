@@ -77,6 +77,14 @@ class Generation:
         self.started = True
         return item
 
+    def ready(self) -> list[Item]:
+        """The items that have come already, without waiting (a streaming reply that fell behind
+        sends them as one event: fewer writes when the server is busiest)."""
+        items = []
+        while not self._items.empty():
+            items.append(self._items.get_nowait())
+        return items
+
     def cancel(self) -> None:
         """Stop it, queued or running; it still ends with a Completion ("cancelled")."""
         self.prepared.request.cancel.set()
