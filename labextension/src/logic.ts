@@ -240,9 +240,10 @@ export interface IErrorSettings {
 }
 
 /**
- * Off by default: loading the tutor imports torch in every kernel (seconds, and about 250 MB each),
- * and puts the tutor's panel under every traceback of every notebook, a research notebook's too.
- * The buttons give the same help on demand and load the tutor only when one is clicked.
+ * Off by default: the extension comes into any JupyterLab the package is installed in, and loading the
+ * tutor everywhere would put its panel under every traceback of every notebook, a research notebook's
+ * too (and about 1 s and 30 MB per kernel). The buttons give the same help on demand and load the
+ * tutor only into a kernel where one is clicked.
  */
 export const DEFAULT_ERROR_SETTINGS: IErrorSettings = { buttons: true, loadInPythonKernels: false };
 
