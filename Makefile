@@ -28,7 +28,7 @@ $(VENV)/.build-backend: | $(BIN)/python
 # tutor/labextension, which the install then copies to share/jupyter/labextensions. The wheel's build
 # does this too (hatch-jupyter-builder, pyproject.toml); here it is a convenience that rebuilds when
 # the sources change (the build hook skips a tree that has a build). Without npm it is skipped.
-LABEXT_SRC := $(wildcard labextension/src/*.ts) labextension/schema/plugin.json labextension/package.json labextension/build.js
+LABEXT_SRC := $(wildcard labextension/src/*.ts labextension/schema/*.json labextension/style/*.css) labextension/package.json labextension/build.js
 
 labextension: tutor/labextension/package.json
 

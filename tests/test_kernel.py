@@ -40,9 +40,10 @@ class Kernel:
                 if "progress" in data.get("state", {}):
                     self.progress.setdefault(content["comm_id"], []).append(data["state"]["progress"])
 
-    def run(self, code: str, timeout: float = 60) -> list[dict]:
-        """Execute ``code``; return its iopub messages (widget messages are absorbed too)."""
-        msg_id = self.kc.execute(code)
+    def run(self, code: str, timeout: float = 60, **options) -> list[dict]:
+        """Execute ``code`` (``options``: silent, store_history ...); return its iopub messages (widget
+        messages are absorbed too)."""
+        msg_id = self.kc.execute(code, **options)
         self.last_msg_id = msg_id
         out = []
         deadline = time.monotonic() + timeout

@@ -16,22 +16,35 @@ import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/no
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
+import type { Cell, CodeCell } from '@jupyterlab/cells';
+import type * as nbformat from '@jupyterlab/nbformat';
+import type { Kernel, KernelMessage } from '@jupyterlab/services';
 import { CommandRegistry } from '@lumino/commands';
 import { Widget } from '@lumino/widgets';
 
 import {
   buildRequest,
+  DEFAULT_ERROR_SETTINGS,
   DEFAULT_SETTINGS,
   Debouncer,
+  errorButtonsIndex,
+  errorHelpCode,
   ErrorOnce,
   IChunk,
+  IErrorSettings,
   ILoading,
+  IOutputLike,
   isNotConfigured,
+  isPython,
   ITutorSettings,
+  lastErrorCell,
   LineDecoder,
+  LOAD_TUTOR_CODE,
   magicCell,
   nextLine,
   nextWord,
+  panelButton,
+  readErrorSettings,
   readSettings,
   remainingSuggestion,
   shouldFetch,
@@ -518,10 +531,8 @@ const commandsPlugin: JupyterFrontEndPlugin<void> = {
       panel.content.activeCell?.model.sharedModel.setSource(code);
       const kernel = panel.sessionContext.session?.kernel;
       if (kernel) {
-        // Not `%load_ext`: that prints "already loaded" the second time. The kernel runs requests in
-        // order, so the cell below runs after it.
-        void kernel.requestExecute({ code: 'get_ipython().extension_manager.load_extension("tutor")', silent: true,
-          store_history: false });
+        // The kernel runs requests in order, so the cell below runs after it.
+        void kernel.requestExecute({ code: LOAD_TUTOR_CODE, silent: true, store_history: false });
       }
       await NotebookActions.run(panel.content, panel.sessionContext);
     };
@@ -596,4 +607,299 @@ const insertCellPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, statusPlugin, commandsPlugin, insertCellPlugin];
+const ERRORS_PLUGIN_ID = 'tutor-inline-completion:errors';
+
+/** The outputs of a code cell as logic.ts reads them. */
+function outputsOf(cell: CodeCell): IOutputLike[] {
+  const outputs = cell.model.outputs;
+  const list: IOutputLike[] = [];
+  for (let i = 0; i < outputs.length; i++) {
+    const output = outputs.get(i);
+    list.push({ type: output.type, metadata: output.metadata });
+  }
+  return list;
+}
+
+/**
+ * "Explain" and "Fix" buttons on a failing cell's error output, in any Python notebook, also one that
+ * never loaded the tutor. It watches each code cell's outputs model and draws the buttons into the
+ * rendered error output (the output area re-creates that node when the output changes, and the
+ * buttons are drawn again). A click runs tutor/kernel/lab.py's help_on_error in the same kernel,
+ * silently, and adds what it displays (the tutor's panel, already pressing Explain more or Suggest a
+ * fix) to the cell's outputs. The panel's own flow decides about the fix: it is shown after its check,
+ * and only the panel's "Insert below" puts it in a new cell; the student's cell is never changed.
+ */
+class ErrorButtons {
+  settings: IErrorSettings = { ...DEFAULT_ERROR_SETTINGS };
+  private _languages = new Map<string, string>(); // kernel id -> language_info.name
+  private _bars = new WeakMap<CodeCell, HTMLElement>();
+  private _busy = new WeakSet<CodeCell>();
+  private _watched = new WeakSet<Cell>();
+
+  constructor(private _tracker: INotebookTracker) {}
+
+  /** Watch a notebook's cells, those it has and those added later, and its kernel. */
+  watch(panel: NotebookPanel): void {
+    const cells = () => {
+      for (const cell of panel.content.widgets) {
+        this._watchCell(panel, cell);
+      }
+    };
+    void panel.context.ready.then(() => {
+      cells();
+      // The notebook makes its cell widgets on the same signal: look once it is done.
+      panel.content.model?.cells.changed.connect(() => setTimeout(cells, 0));
+    });
+    const pending = { load: true };
+    panel.sessionContext.kernelChanged.connect((_, change) => {
+      pending.load = true;
+      if (change.newValue) {
+        void this._language(change.newValue); // known before the kernel's first idle, when loading waits on it
+      }
+      this.redrawAll(panel);
+    });
+    panel.sessionContext.statusChanged.connect((_, status) => {
+      if (status === 'starting' || status === 'restarting' || status === 'autorestarting') {
+        pending.load = true;
+      } else if (status === 'idle' && pending.load && this.settings.loadInPythonKernels) {
+        pending.load = false;
+        void this.loadTutor(panel);
+      }
+    });
+  }
+
+  /** Every open notebook again (the settings changed). */
+  redrawEverywhere(): void {
+    this._tracker.forEach(panel => this.redrawAll(panel));
+  }
+
+  redrawAll(panel: NotebookPanel): void {
+    for (const cell of panel.content.widgets) {
+      if (cell.model.type === 'code') {
+        this._schedule(panel, cell as CodeCell);
+      }
+    }
+  }
+
+  /** Load the tutor quietly into the notebook's kernel when it is Python (the class-wide setting). */
+  async loadTutor(panel: NotebookPanel): Promise<void> {
+    const kernel = panel.sessionContext.session?.kernel;
+    if (kernel && isPython(await this._language(kernel))) {
+      kernel.requestExecute({ code: LOAD_TUTOR_CODE, silent: true, store_history: false });
+    }
+  }
+
+  /** The palette's "Explain/Fix the Last Error": the cell run last with an error output. */
+  async lastError(action: 'explain' | 'fix'): Promise<void> {
+    const panel = this._tracker.currentWidget;
+    if (!panel) {
+      return;
+    }
+    const code = panel.content.widgets.filter(c => c.model.type === 'code') as CodeCell[];
+    const index = lastErrorCell(code.map(c => ({ executionCount: c.model.executionCount, outputs: outputsOf(c) })));
+    if (index < 0) {
+      Notification.info('Tutor: no cell of this notebook shows an error.', { autoClose: 5000 });
+      return;
+    }
+    const cell = code[index];
+    panel.content.activeCellIndex = panel.content.widgets.indexOf(cell);
+    void panel.content.scrollToItem(panel.content.activeCellIndex);
+    if (errorButtonsIndex(outputsOf(cell)) >= 0) {
+      await this.help(panel, cell, action);
+      return;
+    }
+    // The tutor's own panel is under that error: press its button rather than show a second panel.
+    const buttons = cell.outputArea.node.querySelectorAll<HTMLButtonElement>(
+      `.tutor-panel button[data-id="${panelButton(action)}"]`);
+    const button = buttons[buttons.length - 1];
+    if (button && !button.disabled) {
+      button.click();
+    } else {
+      Notification.info("Tutor: use the buttons of the tutor's panel under the error.", { autoClose: 5000 });
+    }
+  }
+
+  /** Ask the kernel's tutor about the cell's error; what it displays goes into the cell's outputs. */
+  async help(panel: NotebookPanel, cell: CodeCell, action: 'explain' | 'fix'): Promise<void> {
+    const kernel = panel.sessionContext.session?.kernel;
+    const index = errorButtonsIndex(outputsOf(cell));
+    if (!kernel || index < 0 || this._busy.has(cell)) {
+      return;
+    }
+    const error = cell.model.outputs.get(index).toJSON() as nbformat.IError;
+    const code = errorHelpCode({
+      action,
+      source: cell.model.sharedModel.getSource(),
+      ename: String(error.ename ?? ''),
+      evalue: String(error.evalue ?? ''),
+      traceback: (error.traceback ?? []).map(String)
+    });
+    this._busy.add(cell);
+    this._schedule(panel, cell);
+    let failure: KernelMessage.IErrorMsg['content'] | null = null;
+    try {
+      const future = kernel.requestExecute({ code, silent: true, store_history: false, allow_stdin: false });
+      future.onIOPub = (msg: KernelMessage.IIOPubMessage) => {
+        const type = msg.header.msg_type;
+        const content = msg.content as { [key: string]: unknown };
+        if (cell.isDisposed) {
+          return;
+        }
+        if (type === 'display_data' || type === 'execute_result') {
+          cell.model.outputs.add({ output_type: 'display_data', data: content.data, metadata: content.metadata ?? {} } as
+            nbformat.IDisplayData);
+        } else if (type === 'stream') {
+          cell.model.outputs.add({ output_type: 'stream', name: content.name, text: content.text } as nbformat.IStream);
+        } else if (type === 'error') {
+          failure = content as KernelMessage.IErrorMsg['content'];
+        }
+      };
+      const reply = await future.done;
+      if (reply.content.status === 'error' && !failure) {
+        failure = reply.content as unknown as KernelMessage.IErrorMsg['content'];
+      }
+    } catch (error) {
+      Notification.error(`Tutor: the kernel did not answer: ${error}`, { autoClose: 10000 });
+    } finally {
+      this._busy.delete(cell);
+      this._schedule(panel, cell);
+    }
+    if (failure) {
+      const { ename, evalue } = failure as KernelMessage.IErrorMsg['content'];
+      const missing = ename === 'ModuleNotFoundError' && String(evalue).includes("'tutor");
+      Notification.error(missing
+        ? "Tutor: this notebook's kernel cannot import the tutor. Install it in the kernel's environment " +
+          '(pip install tutor there), or pick a kernel that has it.'
+        : `Tutor: the tutor could not run in this kernel: ${ename}: ${evalue}`, { autoClose: false });
+    }
+  }
+
+  private _watchCell(panel: NotebookPanel, cell: Cell): void {
+    if (cell.model.type !== 'code' || this._watched.has(cell)) {
+      return;
+    }
+    this._watched.add(cell);
+    const code = cell as CodeCell;
+    const update = () => this._schedule(panel, code);
+    code.model.outputs.changed.connect(update);
+    code.model.outputs.stateChanged.connect(update); // an output changed in place, and was drawn again
+    code.model.stateChanged.connect(update); // executionState: no buttons while the cell runs
+    update();
+  }
+
+  /** After the output area has made its widgets for the change (it listens to the same signal). */
+  private _schedule(panel: NotebookPanel, cell: CodeCell): void {
+    setTimeout(() => void this._draw(panel, cell), 0);
+  }
+
+  private async _draw(panel: NotebookPanel, cell: CodeCell): Promise<void> {
+    if (cell.isDisposed) {
+      return;
+    }
+    const index = errorButtonsIndex(outputsOf(cell));
+    const kernel = panel.sessionContext.session?.kernel;
+    const python = !!kernel && isPython(await this._language(kernel));
+    const old = this._bars.get(cell);
+    const item = index >= 0 ? cell.outputArea.widgets[index] : undefined;
+    const host = item?.node.querySelector('.jp-OutputArea-output') ?? item?.node;
+    if (!this.settings.buttons || !python || !host || cell.model.executionState === 'running') {
+      old?.remove();
+      this._bars.delete(cell);
+      return;
+    }
+    const busy = this._busy.has(cell);
+    if (old && old.parentElement === host && old.dataset.busy === String(busy)) {
+      return; // drawn already
+    }
+    old?.remove();
+    const bar = document.createElement('div');
+    bar.className = 'tutor-ErrorButtons';
+    bar.dataset.busy = String(busy);
+    const labels: [action: 'explain' | 'fix', label: string, title: string][] = [
+      ['explain', 'Explain', 'The tutor explains this error in plain words'],
+      ['fix', 'Fix', 'The tutor suggests a checked fix; your cell stays as it is unless you insert the fix']
+    ];
+    for (const [action, label, title] of labels) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'tutor-ErrorButton jp-mod-styled';
+      button.dataset.action = action;
+      button.textContent = label;
+      button.title = title;
+      button.disabled = busy;
+      button.addEventListener('click', event => {
+        event.stopPropagation(); // a click on an output would otherwise select the cell and nothing more
+        void this.help(panel, cell, action);
+      });
+      bar.appendChild(button);
+    }
+    if (busy) {
+      const note = document.createElement('span');
+      note.className = 'tutor-ErrorButtons-note';
+      note.textContent = 'Asking the tutor…';
+      bar.appendChild(note);
+    }
+    host.appendChild(bar);
+    this._bars.set(cell, bar);
+  }
+
+  /** The kernel's language, from its kernel_info (asked once per kernel); '' until it is known. */
+  private async _language(kernel: Kernel.IKernelConnection): Promise<string> {
+    const known = this._languages.get(kernel.id);
+    if (known !== undefined) {
+      return known;
+    }
+    try {
+      const info = await kernel.info;
+      const name = info.language_info?.name ?? '';
+      this._languages.set(kernel.id, name);
+      return name;
+    } catch {
+      return '';
+    }
+  }
+}
+
+/** Explain and Fix on error outputs, the setting that loads the tutor into every Python kernel, and
+ * the palette's "Explain/Fix the Last Error". */
+const errorsPlugin: JupyterFrontEndPlugin<void> = {
+  id: ERRORS_PLUGIN_ID,
+  description: "Explain and Fix buttons on a failing cell's error output, from the tutor in the same kernel.",
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ISettingRegistry, ICommandPalette],
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker, settingRegistry: ISettingRegistry | null,
+    palette: ICommandPalette | null) => {
+    const buttons = new ErrorButtons(tracker);
+    tracker.widgetAdded.connect((_, panel) => buttons.watch(panel));
+    tracker.forEach(panel => buttons.watch(panel));
+    if (settingRegistry) {
+      void settingRegistry.load(ERRORS_PLUGIN_ID).then(settings => {
+        const update = () => {
+          const before = buttons.settings.loadInPythonKernels;
+          buttons.settings = readErrorSettings(settings.composite as { [key: string]: unknown });
+          buttons.redrawEverywhere();
+          if (buttons.settings.loadInPythonKernels && !before) {
+            tracker.forEach(panel => void buttons.loadTutor(panel)); // the kernels that run already
+          }
+        };
+        update();
+        settings.changed.connect(update);
+      });
+    }
+    const commands: [string, string, 'explain' | 'fix'][] = [
+      ['tutor:explain-last-error', 'Explain the Last Error', 'explain'],
+      ['tutor:fix-last-error', 'Fix the Last Error', 'fix']
+    ];
+    for (const [id, label, action] of commands) {
+      app.commands.addCommand(id, {
+        label,
+        isEnabled: () => tracker.currentWidget !== null,
+        execute: () => buttons.lastError(action)
+      });
+      palette?.addItem({ command: id, category: 'Tutor' });
+    }
+  }
+};
+
+export default [plugin, statusPlugin, commandsPlugin, insertCellPlugin, errorsPlugin];

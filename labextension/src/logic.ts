@@ -224,3 +224,124 @@ export function magicCell(command: 'explain' | 'chat' | 'practice', code = ''): 
       return '%practice';
   }
 }
+
+// ---------------------------------------------------------------- Explain and Fix on an error output
+
+/**
+ * Quietly loads the tutor into an IPython kernel. Not `%load_ext`: that prints "already loaded" the
+ * second time.
+ */
+export const LOAD_TUTOR_CODE = 'get_ipython().extension_manager.load_extension("tutor")';
+
+/** The settings of the error buttons (schema/errors.json). */
+export interface IErrorSettings {
+  buttons: boolean;
+  loadInPythonKernels: boolean;
+}
+
+/**
+ * Off by default: the extension comes into any JupyterLab the package is installed in, and loading the
+ * tutor everywhere would put its panel under every traceback of every notebook, a research notebook's
+ * too (and about 1 s and 30 MB per kernel). The buttons give the same help on demand and load the
+ * tutor only into a kernel where one is clicked.
+ */
+export const DEFAULT_ERROR_SETTINGS: IErrorSettings = { buttons: true, loadInPythonKernels: false };
+
+export function readErrorSettings(raw: { [key: string]: unknown }): IErrorSettings {
+  const s = { ...DEFAULT_ERROR_SETTINGS };
+  for (const key of ['buttons', 'loadInPythonKernels'] as const) {
+    if (typeof raw[key] === 'boolean') {
+      s[key] = raw[key] as boolean;
+    }
+  }
+  return s;
+}
+
+/** An output as the buttons see it: a JupyterLab output model, or nbformat JSON (output_type). */
+export interface IOutputLike {
+  type?: string;
+  output_type?: string;
+  metadata?: unknown;
+}
+
+function outputType(output: IOutputLike): string {
+  return output.type ?? output.output_type ?? '';
+}
+
+/** Whether an output is the kernel extension's error panel (tutor/widgets/panel.py tags it so). */
+export function isTutorErrorPanel(output: IOutputLike): boolean {
+  const tutor = (output.metadata as { tutor?: { panel?: unknown } } | null | undefined)?.tutor;
+  return tutor?.panel === 'error';
+}
+
+/**
+ * The index of the error output that gets Explain and Fix buttons; -1 for none: no error, or the
+ * tutor's own panel is there already, with its own buttons (no double UI).
+ */
+export function errorButtonsIndex(outputs: readonly IOutputLike[]): number {
+  if (outputs.some(isTutorErrorPanel)) {
+    return -1;
+  }
+  for (let i = outputs.length - 1; i >= 0; i--) {
+    if (outputType(outputs[i]) === 'error') {
+      return i;
+    }
+  }
+  return -1;
+}
+
+/** Whether a kernel's language (its kernel_info's language_info.name) is Python. */
+export function isPython(language: string | null | undefined): boolean {
+  return (language ?? '').trim().toLowerCase() === 'python';
+}
+
+/** What a click asks the kernel about: the cell's source and its error output. */
+export interface IErrorHelpRequest {
+  action: 'explain' | 'fix';
+  source: string;
+  ename: string;
+  evalue: string;
+  traceback: string[];
+}
+
+/**
+ * The silent kernel code for a click (tutor/kernel/lab.py): it binds no names in the student's
+ * namespace. The request travels as a JSON text inside a Python string literal: JSON's string escapes
+ * (\" \\ \n \t \uXXXX ...) mean the same in Python, and JSON.stringify writes no other.
+ */
+export function errorHelpCode(request: IErrorHelpRequest): string {
+  const payload = JSON.stringify({
+    action: request.action,
+    source: request.source,
+    ename: request.ename,
+    evalue: request.evalue,
+    traceback: request.traceback
+  });
+  return `__import__("tutor.kernel.lab", fromlist=["help_on_error"]).help_on_error(get_ipython(), ${JSON.stringify(payload)})`;
+}
+
+/**
+ * The cell with the last error, for the palette's "Explain/Fix the Last Error": of the cells with an
+ * error output, the one run last (highest execution count; the last in order among those never
+ * counted); -1 for none.
+ */
+export function lastErrorCell(cells: readonly { executionCount: number | null; outputs: readonly IOutputLike[] }[]): number {
+  let best = -1;
+  let bestCount = -Infinity;
+  cells.forEach((cell, index) => {
+    if (!cell.outputs.some(o => outputType(o) === 'error')) {
+      return;
+    }
+    const count = cell.executionCount ?? -1;
+    if (count >= bestCount) {
+      best = index;
+      bestCount = count;
+    }
+  });
+  return best;
+}
+
+/** Which button of the tutor's own panel a palette command presses where the panel is there. */
+export function panelButton(action: 'explain' | 'fix'): string {
+  return action === 'explain' ? 'more' : 'fix';
+}

@@ -3,14 +3,20 @@ import { test } from 'node:test';
 
 import {
   buildRequest,
+  DEFAULT_ERROR_SETTINGS,
   DEFAULT_SETTINGS,
   Debouncer,
+  errorButtonsIndex,
+  errorHelpCode,
   ErrorOnce,
   isNotConfigured,
+  isPython,
+  lastErrorCell,
   LineDecoder,
   magicCell,
   nextLine,
   nextWord,
+  readErrorSettings,
   readSettings,
   remainingSuggestion,
   shouldFetch,
@@ -100,6 +106,65 @@ test('the status bar names each state; not configured is a notice, not an error'
   assert.equal(isNotConfigured({ error: { message: 'boom', kind: 'server_error' } }), false);
   assert.equal(magicCell('explain', 'print(1)'), '%%explain\nprint(1)');
   assert.equal(magicCell('chat'), '%tutor');
+});
+
+test('an error output gets the buttons unless the tutor panel is already there', () => {
+  const error = { type: 'error' };
+  const stream = { type: 'stream' };
+  const panel = { type: 'display_data', metadata: { tutor: { panel: 'error' } } };
+  const other = { type: 'display_data', metadata: { tutor: { panel: 'info' } } };
+  assert.equal(errorButtonsIndex([]), -1);
+  assert.equal(errorButtonsIndex([stream]), -1);
+  assert.equal(errorButtonsIndex([stream, error]), 1);
+  assert.equal(errorButtonsIndex([stream, error, other]), 1); // an explanation panel is not the error panel
+  assert.equal(errorButtonsIndex([error, panel]), -1); // the kernel's own panel, with its own buttons
+  assert.equal(errorButtonsIndex([{ output_type: 'error' }]), 0); // nbformat JSON too
+  assert.equal(errorButtonsIndex([{ type: 'display_data', metadata: null }, error]), 1);
+});
+
+test('only Python kernels get the buttons', () => {
+  assert.equal(isPython('python'), true);
+  assert.equal(isPython('Python'), true);
+  assert.equal(isPython('R'), false);
+  assert.equal(isPython(''), false);
+  assert.equal(isPython(undefined), false);
+});
+
+test('the kernel code carries the request as JSON in a Python string, as tutor/kernel/lab.py writes it', () => {
+  const code = errorHelpCode({
+    action: 'explain',
+    source: 'print(x)\n',
+    ename: 'NameError',
+    evalue: "name 'x' is not defined",
+    traceback: ['\u001b[31mNameError\u001b[0m']
+  });
+  // The same text as tutor.kernel.lab.help_code for the same request (tests/test_kernel_lab.py).
+  assert.equal(code, '__import__("tutor.kernel.lab", fromlist=["help_on_error"]).help_on_error(get_ipython(), ' +
+    '"{\\"action\\":\\"explain\\",\\"source\\":\\"print(x)\\\\n\\",\\"ename\\":\\"NameError\\",' +
+    '\\"evalue\\":\\"name \'x\' is not defined\\",\\"traceback\\":[\\"\\\\u001b[31mNameError\\\\u001b[0m\\"]}")');
+  // Whatever the student wrote stays inside the string: the literal decodes back to the request.
+  const nasty = '"""\n\\")\nimport os; os.remove("x")  # \u2028 <end_of_turn>';
+  const literal = errorHelpCode({ action: 'fix', source: nasty, ename: 'E', evalue: '', traceback: [] })
+    .replace(/^.*get_ipython\(\), /, '').replace(/\)$/, '');
+  assert.equal(JSON.parse(JSON.parse(literal)).source, nasty);
+});
+
+test('the last error is the error run last', () => {
+  const error = [{ type: 'error' }];
+  assert.equal(lastErrorCell([]), -1);
+  assert.equal(lastErrorCell([{ executionCount: 1, outputs: [] }]), -1);
+  assert.equal(lastErrorCell([{ executionCount: 5, outputs: error }, { executionCount: 3, outputs: error },
+    { executionCount: 6, outputs: [] }]), 0);
+  assert.equal(lastErrorCell([{ executionCount: null, outputs: error }, { executionCount: null, outputs: error }]), 1);
+});
+
+test('help on errors: buttons on, loading into every kernel off, unless set', () => {
+  assert.deepEqual(readErrorSettings({}), DEFAULT_ERROR_SETTINGS);
+  assert.equal(DEFAULT_ERROR_SETTINGS.buttons, true);
+  assert.equal(DEFAULT_ERROR_SETTINGS.loadInPythonKernels, false);
+  assert.deepEqual(readErrorSettings({ buttons: false, loadInPythonKernels: true }),
+    { buttons: false, loadInPythonKernels: true });
+  assert.equal(readErrorSettings({ loadInPythonKernels: 'yes' }).loadInPythonKernels, false);
 });
 
 test('while the model loads, the status bar says how far', () => {

@@ -207,7 +207,9 @@ class TutorExtension:
         except Exception:  # the hook must never add an error of its own
             pass
 
-    def error_panel(self, source: str, error: BaseException) -> TutorPanel:
+    def error_panel(self, source: str, error: BaseException, report: str | None = None) -> TutorPanel:
+        """The panel for ``error``, raised by the cell ``source``; ``report`` is the traceback as the model
+        should see it, when the error is not the live exception (tutor.kernel.lab rebuilds one)."""
         found = diagnose(source, error, self.shell.user_ns)
         error_text = "".join(traceback.format_exception_only(type(error), error)).strip()
         if found is not None:
@@ -224,7 +226,7 @@ class TutorExtension:
             "allow the tutor to give solutions. Try %hint." if not self.policy.allow_solutions
             and self.unsolved_exercise(source) else None)
         is_syntax = isinstance(error, SyntaxError)
-        full_error = self._error_report(error)
+        full_error = report if report is not None else self._error_report(error)
         heading = panel.markdown + "\n\n---\n\n"  # the first explanation stays above each try
 
         def more() -> None:  # after an error or Stop, Explain more stays: it can be tried again

@@ -107,9 +107,13 @@ class TutorPanel(anywidget.AnyWidget):
 
     def _repr_mimebundle_(self, **kwargs: Any):
         bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
         data["text/plain"] = "\n".join(part for part in (self.title, self.markdown, self.status) if part)
-        return bundle
+        if self.kind == "error":
+            # Says to the tutor's JupyterLab extension that this cell's error has the tutor's panel, with
+            # its own buttons, so that it draws no Explain and Fix buttons of its own on the error.
+            metadata = {**metadata, "tutor": {"panel": "error"}}
+        return data, metadata
 
     # ------------------------------------------------------------------ streaming
 
