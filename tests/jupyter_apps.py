@@ -27,8 +27,16 @@ class JupyterApp:
     log: Path
 
     def stop(self) -> None:
+        """SIGTERM, as a user's Ctrl-C or a service manager sends; a server that has not stopped in 90 s
+        (bounded for two busy cores) is killed and fails the test with its log's end."""
         self.process.terminate()
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            tail = self.log.read_text()[-2000:]
+            raise RuntimeError(f"the server did not stop within 90 s of SIGTERM: {tail}") from None
 
 
 def start_jupyter(module: str, root: Path, env: dict[str, str], *args: str, log: Path | None = None,
