@@ -18,7 +18,7 @@ from .context import Context
 from .model import Diagnosis
 from .registry import rule
 from .syntax import BLOCK_KEYWORDS, is_bare
-from .syntax_named import PARAMETERS, cannot_delete
+from .syntax_named import PARAMETERS, bad_parameters, cannot_delete, import_from
 from .syntax_tokens import Spot, spot
 from .text import on, propose
 
@@ -85,6 +85,19 @@ def not_a_parameter(ctx: Context) -> Diagnosis | None:
     here = s.s(0)
     tok = s.tok(0)
     slot = s.s(-1) in (",", "(", "*", "**")  # where a parameter's name belongs
+    # the stars that mark a parameter (after `(` or `,`), not a multiplication inside a default value
+    stars = {names[j] for j in range(parens[0] + 1, s.i) if names[j] in ("*", "**", "/") and names[j - 1] in "(,"}
+    if here not in (")", ":") and "**" in stars and s.s(-1) == ",":  # Python 3.10 says only "invalid syntax"
+        return bad_parameters(ctx, "something comes after `**...`, which collects every extra named value "
+                                   "and so must be the last parameter.",
+                              "Move the `**...` parameter to the end of the list.")
+    if here == "/" and s.s(-1) == "," and stars & {"*", "/"}:
+        twice = "/" in stars
+        return bad_parameters(ctx, "`/` appears more than once; a `def` line may have only one." if twice else
+                              "a `/` comes after `*`. A `/` marks the end of the parameters that can only be given "
+                              "by position, so it must come before any `*`.",
+                              "Keep only one `/` in the parameter list." if twice else
+                              "Move the `/` before the `*`, or remove it.")
     after_name = s.tok(-1) is not None and s.tok(-1).type == tokenize.NAME and s.s(-2) in (",", "(")
     if not slot and not after_name and s.s(-1) != ".":
         return None
@@ -104,8 +117,8 @@ def not_a_parameter(ctx: Context) -> Diagnosis | None:
         return None
     return Diagnosis(
         "bad-parameters", f"Something in this def line is not a parameter{on(s.line)}",
-        f"{ctx.where(True)} {what} Each parameter is a plain name, optionally with a default (`count=0`). "
-        f"{PARAMETERS}", s.line,
+        f"{ctx.where(True)} {what} Each parameter is a plain name, optionally with a default (`count=0`)."
+        + (f" {PARAMETERS}" if here.startswith("*") else ""), s.line,
         "Write plain names in the parentheses; values go in the call, like `greet(\"Ada\")`, not in the `def` "
         "line.")
 
@@ -117,7 +130,7 @@ def delete_statement(ctx: Context) -> Diagnosis | None:
     s = spot(ctx)
     if s is None or s.first != "del" or s.i < 2:
         return None
-    return cannot_delete(ctx, "this")
+    return cannot_delete(ctx, None)
 
 
 @rule(SyntaxError, kinds="walrus-misuse", order=80)
@@ -172,12 +185,11 @@ def elseif(ctx: Context) -> Diagnosis | None:
     s = spot(ctx)
     if s is None or s.first not in ("elseif", "elsif", "elif_") or s.i != 1:
         return None
-    fixed = re.sub(r"^(\s*)\w+", r"\1elif", s.text).strip()
     return Diagnosis(
         "else-if", f"Python writes elif, not {s.first}{on(s.line)}",
         f"To test another condition after an `if`, Python uses the word `elif`. `{s.first}` is another "
         "language's spelling, so Python reads it as a name and can't make sense of the line.", s.line,
-        f"Write {propose(fixed, replaces_line=s.line)}.")
+        f"Write `elif` in place of `{s.first}`.")
 
 
 @rule(SyntaxError, kinds="missing-condition", order=80)
@@ -187,12 +199,14 @@ def header_without_condition(ctx: Context) -> Diagnosis | None:
         return None
     what = {"for": "a variable, `in` and what to go through (`for x in xs:`)",
             "with": "what to open (`with open(\"notes.txt\") as f:`)"}.get(s.first, "a condition (`if x > 0:`)")
+    fix = {"for": "Write the loop variable, `in` and the values before the `:`.",
+           "with": "Write what to open before the `:`."}.get(s.first, "Write the condition to test before the `:`.")
     if s.first == "while":
         what = "a condition (`while count < 10:`)"
     return Diagnosis(
         "missing-condition", f"{s.first} has nothing before its colon{on(s.line)}",
         f"After `{s.first}` comes {what}, and then the colon. {ctx.where(True)} the colon follows `{s.first}` "
-        "straight away.", s.line, f"Write what `{s.first}` should test or go through before the `:`.")
+        "straight away.", s.line, fix)
 
 
 @rule(SyntaxError, kinds="space-in-name", order=80)
@@ -222,11 +236,10 @@ def semicolon(ctx: Context) -> Diagnosis | None:
         return None
     names = _names(s)
     if s.first in _HEADERS and ":" not in names[: s.i] and all(n in (";",) for n in names[s.i:]):
-        fixed = s.text[: s.col(0)] + ":" + s.text[s.col(0) + 1 :]
         return Diagnosis(
             "semicolon", f"A ; where the colon of {s.first} belongs{on(s.line)}",
             f"A line starting with `{s.first}` ends with a colon `:`. {ctx.where(True)} it ends with a semicolon "
-            "`;` instead.", s.line, f"Write {propose(fixed.strip(), replaces_line=s.line)}.")
+            "`;` instead.", s.line, "Replace the `;` with `:`.")
     if s.s(-1) == ":" and s.i == len(names) - 1 and s.first in _HEADERS:
         return Diagnosis(
             "semicolon", f"A ; after the colon{on(s.line)}",
@@ -253,6 +266,8 @@ def import_words(ctx: Context) -> Diagnosis | None:
     if s is None or s.first not in ("import", "from") or "import" not in _names(s):
         return None
     names = _names(s)
+    if s.first == "import" and s.s(0) == "from" and s.i >= 2:
+        return import_from(ctx, s.text, s.line)
     if s.s(0) == "and" or (s.s(0) != "and" and "and" in names and s.i == names.index("and")):
         fixed = re.sub(r",?\s+and\s+", ", ", s.text.strip())
         return Diagnosis(
@@ -270,23 +285,40 @@ def import_words(ctx: Context) -> Diagnosis | None:
     return None
 
 
+def spot_after_hint(ctx: Context) -> Spot | None:
+    """Like spot(), also where Python adds only "Maybe you meant '==' or ':=' instead of '='?"."""
+    if not ctx.message.startswith("invalid syntax. Maybe you meant '==' or ':='"):
+        return spot(ctx)
+    err = ctx.error
+    if ctx.line is None or err.lineno != ctx.line or not isinstance(err.offset, int) or err.offset < 1:
+        return None
+    toks = ctx.line_tokens(ctx.line)
+    pos = (ctx.line, err.offset - 1)
+    i = next((j for j, t in enumerate(toks) if t.start >= pos or t.start < pos < t.end), len(toks))
+    return Spot(toks, i, ctx.line, ctx.text.rstrip("\r\n")) if toks else None
+
+
 @rule(SyntaxError, kinds="assign-in-parentheses", order=80)
 def assign_in_parentheses(ctx: Context) -> Diagnosis | None:
-    s = spot(ctx)
-    if s is None or s.s(0) != "=" or s.s(-2) != "(" or s.tok(-1) is None or s.tok(-1).type != tokenize.NAME:
+    s = spot_after_hint(ctx)
+    if s is None:
         return None
-    before = s.tok(-3)
+    k = 0 if s.s(0) == "=" else 1  # the hinted message points at the name before `=`, the bare one at `=`
+    name = s.tok(k - 1)
+    if s.s(k) != "=" or s.s(k - 2) != "(" or name is None or name.type != tokenize.NAME:
+        return None
+    before = s.tok(k - 3)
     if before is not None and (before.type == tokenize.NAME and not keyword.iskeyword(before.string)
                                or before.string in (")", "]")):
         return None  # f(x = 1) is a call's named argument, not this
     return Diagnosis(
         "assign-in-parentheses", f"= inside parentheses{on(s.line)}",
-        f"{ctx.where(True)} `{s.s(-1)} =` stands inside parentheses. A plain `=` is a statement of its own; it "
+        f"{ctx.where(True)} `{name.string} =` stands inside parentheses. A plain `=` is a statement of its own; it "
         f"can't be part of a bigger expression. To compare, write `==`; to give two names one value, write "
         "`a = b = 2`.", s.line, "Use `==` to compare, or move the assignment to a line of its own.")
 
 
-@rule(SyntaxError, kinds="dot-syntax", order=80)
+@rule(SyntaxError, kinds=("dot-syntax", "keyword-as-name"), order=80)
 def dot_followed_by_nothing(ctx: Context) -> Diagnosis | None:
     s = spot(ctx)
     if s is None or s.s(-1) != "." or not s.adjacent(-2, -1):

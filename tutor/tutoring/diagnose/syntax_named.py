@@ -25,7 +25,7 @@ PARAMETERS = "In a `def` line the parameters come in this order: plain names, th
 
 
 def bad_parameters(ctx: Context, what: str, fix: str) -> Diagnosis:
-    return Diagnosis("bad-parameters", f"The parameters of this def line are not allowed{on(ctx.line)}",
+    return Diagnosis("bad-parameters", f"This def line's parameters break a rule{on(ctx.line)}",
                      f"{ctx.where(True)} {what} {PARAMETERS}", ctx.line, fix)
 
 
@@ -70,12 +70,14 @@ _DELETED = {"literal": "a fixed value (a literal)", "function call": "the result
             "comparison": "a comparison", "lambda": "a `lambda`", "await expression": "an `await`"}
 
 
-def cannot_delete(ctx: Context, what: str) -> Diagnosis:
+def cannot_delete(ctx: Context, what: str | None) -> Diagnosis:
+    """``what``: what ``del`` was given, for a beginner; ``None`` when Python said only "invalid syntax"."""
+    given = (f"it is given {what}, which is not stored anywhere it could be removed from." if what else
+             "something other than those, separated by commas, follows `del`.")
     return Diagnosis(
-        "cannot-delete", f"del can't remove {what}{on(ctx.line)}",
+        "cannot-delete", f"del can't remove {what or 'this'}{on(ctx.line)}",
         f"`del` removes a variable (`del x`), an item (`del xs[0]`, `del d[\"key\"]`) or an attribute "
-        f"(`del obj.name`). {ctx.where(True)} it is given {what}, which is not stored anywhere it could be "
-        "removed from.", ctx.line,
+        f"(`del obj.name`). {ctx.where(True)} {given}", ctx.line,
         "Give `del` the variable or the item to remove, or remove the `del` line.")
 
 
@@ -83,7 +85,7 @@ def cannot_delete(ctx: Context, what: str) -> Diagnosis:
 def delete_rules(ctx: Context) -> Diagnosis | None:
     m = re.match(r"cannot delete (.+?)\s*$", ctx.message)
     if m:
-        return cannot_delete(ctx, _DELETED.get(m.group(1), "this"))
+        return cannot_delete(ctx, _DELETED.get(m.group(1)))
     msg, line, err_text, offset = parts(ctx)
     if re.match(r"can(?:not|'t) use starred expression here", msg) and re.match(r"\s*del\b", err_text):
         return cannot_delete(ctx, _DELETED["starred"])
@@ -240,17 +242,23 @@ def import_rules(ctx: Context) -> Diagnosis | None:
     if msg.startswith("trailing comma not allowed without surrounding parentheses"):
         return Diagnosis(
             "import-syntax", f"The import line ends with a comma{on(line)}",
-            f"{ctx.where(True)} the `import` line ends with `,`, so Python expects one more name after it.",
+            f"{ctx.where(True)} the `import` line ends with `,`, so Python expects one more name after it. "
+            "Without parentheses around the names, the list can't end with a comma.",
             line, "Remove the last comma, or add the name you meant to import.")
     if msg.startswith("Did you mean to use 'from ... import ...' instead?"):
-        m = re.match(r"\s*import\s+([\w., ]+?)\s+from\s+([\w.]+)\s*(#.*)?$", err_text)
-        fix = (f"Write {propose(f'from {m.group(2)} import {m.group(1)}', replaces_line=line)}." if m
-               else "Write `from module import name`.")
-        return Diagnosis(
-            "import-syntax", f"In Python, from comes before import{on(line)}",
-            f"{ctx.where(True)} the line reads `import ... from ...`, as in JavaScript. Python writes it the other "
-            "way round: `from module import name`.", line, fix)
+        return import_from(ctx, err_text, line)
     return None
+
+
+def import_from(ctx: Context, err_text: str, line: int | None) -> Diagnosis:
+    """``import name from module``: Python 3.12+ says so, 3.10-3.11 say only "invalid syntax"."""
+    m = re.match(r"\s*import\s+([\w., ]+?)\s+from\s+([\w.]+)\s*(#.*)?$", err_text)
+    fix = (f"Write {propose(f'from {m.group(2)} import {m.group(1)}', replaces_line=line)}." if m
+           else "Write `from module import name`.")
+    return Diagnosis(
+        "import-syntax", f"In Python, from comes before import{on(line)}",
+        f"{ctx.where(True)} the line reads `import ... from ...`, as in JavaScript. Python writes it the other "
+        "way round: `from module import name`.", line, fix)
 
 
 # ------------------------------------------------------------------------------------- the rest
@@ -302,6 +310,7 @@ def too_deep(ctx: Context) -> Diagnosis | None:
     what = "blocks inside blocks" if m.group(1).startswith("statically") else "brackets inside brackets"
     return Diagnosis(
         "too-deep", f"Too many {what}{on(ctx.line)}",
-        f"Python has a limit on how many {what} one piece of code may have, and this cell goes past it.",
+        f"Python has a limit on how many {what} one piece of code may have, and this cell goes past it. "
+        "Code nested this deeply is also hard for people to read.",
         ctx.line, "Move the inner part into a function of its own, or use a loop instead of repeating the "
                   "nesting.")
