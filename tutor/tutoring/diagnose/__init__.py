@@ -20,7 +20,8 @@ whose code doesn't compile is dropped. Add programs of the new kind to tests/dia
 Families: syntax (Python's named syntax errors), syntax_named (the rarer ones whose message names the
 rule), syntax_tokens and syntax_bare (bare "invalid syntax", read from the tokens), indentation, names,
 attributes, none_values (helpers for ``None``), type_errors, calls,
-lookups (indexing and keys), values, arithmetic, imports, files, flow (recursion, iteration),
+lookups (indexing and keys), values, builtin_args (a built-in given the wrong kind of value),
+arithmetic, imports, files, flow (recursion, iteration),
 exercises (a lesson's stub, a failed ``assert``).
 """
 
@@ -31,6 +32,7 @@ from collections.abc import Mapping
 from . import (  # noqa: F401 - importing a family registers its rules (tried in `order`, registry.py)
     arithmetic,
     attributes,
+    builtin_args,
     calls,
     exercises,
     files,
