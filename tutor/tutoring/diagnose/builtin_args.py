@@ -23,8 +23,8 @@ def vars_without_dict(ctx: Context) -> Diagnosis | None:
     return Diagnosis(
         "vars-without-dict", f"vars() can't list this value's attributes{on(ctx.line)}",
         f"`vars(x)` shows the attributes that an object stores for itself, in its `__dict__`. {ctx.where(True)} "
-        "it is given a value without one: a list, a number, a string, or an object of a class with "
-        "`__slots__` keep no `__dict__`.", ctx.line,
+        "it is given a value without one: lists, numbers, strings, and objects of a class with `__slots__`, "
+        "keep no `__dict__`.", ctx.line,
         "To see what a value offers, use `dir(x)`; to look at a list or a string, just `print(x)` it.")
 
 
@@ -98,10 +98,12 @@ def out_of_range_argument(ctx: Context) -> Diagnosis | None:
         part = m.group(1)
         limits = {"month": "1 to 12", "hour": "0 to 23", "minute": "0 to 59", "second": "0 to 59",
                   "day": "1 to the number of days in that month"}.get(part, "its allowed range")
+        order = (" The values of a date are given in the order year, month, day." if part in ("year", "month", "day")
+                 else " The values of a time are given in the order hour, minute, second.")
         return Diagnosis(
             "out-of-range-argument", f"This date or time has an impossible {part}{on(line)}",
             f"{ctx.where(True)} a date or time is made with a {part} that can't exist: the {part} goes from "
-            f"{limits}. The values are given in the order year, month, day (then hour, minute, second).", line,
+            f"{limits}.{order}", line,
             f"Check the {part}, and the order of the values.")
     if re.match(r"int\(\) base must be >= 2 and <= 36, or 0", msg):
         return Diagnosis(

@@ -18,7 +18,7 @@ from .context import Context
 from .model import Diagnosis
 from .registry import rule
 from .syntax import BLOCK_KEYWORDS, is_bare
-from .syntax_named import PARAMETERS, bad_parameters, cannot_delete, import_from
+from .syntax_named import PARAMETERS, bad_parameters, cannot_delete, import_from, parenthesized_parameters
 from .syntax_tokens import Spot, spot
 from .text import on, propose
 
@@ -121,6 +121,21 @@ def not_a_parameter(ctx: Context) -> Diagnosis | None:
         + (f" {PARAMETERS}" if here.startswith("*") else ""), s.line,
         "Write plain names in the parentheses; values go in the call, like `greet(\"Ada\")`, not in the `def` "
         "line.")
+
+
+@rule(SyntaxError, kinds="bad-parameters", order=80)
+def lambda_parenthesized(ctx: Context) -> Diagnosis | None:
+    # Python 3.11+ say "Lambda expression parameters cannot be parenthesized", 3.10 only "invalid syntax"
+    s = spot(ctx)
+    if s is None or s.s(0) != "(" or s.s(-1) not in ("lambda", ","):
+        return None
+    names = _names(s)[: s.i]
+    if "lambda" not in names:
+        return None
+    start = len(names) - 1 - names[::-1].index("lambda")
+    if any(n in (":", "(", ")", "[", "]", "{", "}") for n in names[start + 1 :]):
+        return None  # the spot is not among this lambda's parameters
+    return parenthesized_parameters(ctx, "`lambda`")
 
 
 # ------------------------------------------------------------------------------------- statements

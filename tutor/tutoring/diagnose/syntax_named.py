@@ -50,15 +50,18 @@ def parameter_rules(ctx: Context) -> Diagnosis | None:
                               "Add a parameter after the `*`, or remove the `*`.")
     m = re.match(r"(Function|Lambda expression) parameters cannot be parenthesized", msg)
     if m:
-        where = "`def` line" if m.group(1) == "Function" else "`lambda`"
-        return Diagnosis(
-            "bad-parameters", f"Parameters can't be put in parentheses{on(ctx.line)}",
-            f"{ctx.where(True)} the {where} has parameters grouped in parentheses, like `(a, b)`. Python 3 "
-            "takes only plain names there, separated by commas; it no longer unpacks a pair in the parameter "
-            "list.", ctx.line,
-            "Take one parameter (like `pair`) and unpack it in the body: `a, b = pair`. Or list the names "
-            "without the parentheses.")
+        return parenthesized_parameters(ctx, "`def` line" if m.group(1) == "Function" else "`lambda`")
     return None
+
+
+def parenthesized_parameters(ctx: Context, where: str) -> Diagnosis:
+    return Diagnosis(
+        "bad-parameters", f"Parameters can't be put in parentheses{on(ctx.line)}",
+        f"{ctx.where(True)} the {where} has parameters grouped in parentheses, like `(a, b)`. Python 3 "
+        "takes only plain names there, separated by commas; it no longer unpacks a pair in the parameter "
+        "list.", ctx.line,
+        "Take one parameter (like `pair`) and unpack it in the body: `a, b = pair`. Or list the names "
+        "without the parentheses.")
 
 
 # ------------------------------------------------------------------------------------- del
