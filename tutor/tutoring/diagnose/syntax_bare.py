@@ -143,7 +143,9 @@ def lambda_parenthesized(ctx: Context) -> Diagnosis | None:
 @rule(SyntaxError, kinds="cannot-delete", order=80)
 def delete_statement(ctx: Context) -> Diagnosis | None:
     s = spot(ctx)
-    if s is None or s.first != "del" or s.i < 2:
+    if s is None or s.first != "del" or s.i < 2 or s.tok(0) is None or s.tok(0).type != tokenize.OP:
+        return None  # `del x y` is more likely a missing comma
+    if s.s(0) in (",", "(", "[", ".", ")", "]"):
         return None
     return cannot_delete(ctx, None)
 
@@ -182,7 +184,7 @@ def pasted_prompt(ctx: Context) -> Diagnosis | None:
 @rule(SyntaxError, kinds="missing-in", order=80)
 def for_without_in(ctx: Context) -> Diagnosis | None:
     s = spot(ctx)
-    if s is None or s.first != "for" or s.i < 2 or "in" in _names(s)[: s.i]:
+    if s is None or s.first != "for" or s.i < 2 or "in" in _names(s):  # `for x y in z`: a comma is missing
         return None
     tok = s.tok(0)
     if s.s(-1) in (",", "(", "[") or tok is None or tok.type != tokenize.NAME or keyword.iskeyword(tok.string):
@@ -280,10 +282,10 @@ def import_words(ctx: Context) -> Diagnosis | None:
     s = spot(ctx)
     if s is None or s.first not in ("import", "from") or "import" not in _names(s):
         return None
-    names = _names(s)
     if s.first == "import" and s.s(0) == "from" and s.i >= 2:
         return import_from(ctx, s.text, s.line)
-    if s.s(0) == "and" or (s.s(0) != "and" and "and" in names and s.i == names.index("and")):
+    follows = s.tok(1)
+    if s.s(0) == "and" and follows is not None and follows.type == tokenize.NAME:
         fixed = re.sub(r",?\s+and\s+", ", ", s.text.strip())
         return Diagnosis(
             "import-syntax", f"Imported names are separated by commas, not and{on(s.line)}",
