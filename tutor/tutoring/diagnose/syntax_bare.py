@@ -371,3 +371,28 @@ def comprehension_else(ctx: Context) -> Diagnosis | None:
         "(it keeps some items), so it has no `else`. To choose between two values for every item, put the "
         "choice before `for`: `[x if x > 0 else 0 for x in xs]`.", s.line,
         "Move `... if ... else ...` before the `for`, or drop the `else` part to filter.")
+
+
+@rule(SyntaxError, kinds="missing-parentheses", order=80)
+def def_name_not_followed_by_parentheses(ctx: Context) -> Diagnosis | None:
+    # "expected '('" (3.11+ for most), or a bare "invalid syntax" at the token after the name (3.10)
+    if not (ctx.message.startswith("expected '('") or is_bare(ctx)) or ctx.line is None:
+        return None
+    toks = ctx.line_tokens(ctx.line)
+    names = [t.string for t in toks]
+    k = 1 if names[:1] == ["async"] else 0
+    if names[k : k + 1] != ["def"] or len(names) < k + 3 or toks[k + 1].type != tokenize.NAME:
+        return None
+    if names[k + 2] == "(" or keyword.iskeyword(names[k + 1]):
+        return None
+    err = ctx.error
+    if is_bare(ctx) and not (isinstance(err.offset, int) and err.offset - 1 == toks[k + 2].start[1]):
+        return None  # Python stopped elsewhere on the line
+    name = names[k + 1]
+    return Diagnosis(
+        "missing-parentheses", f"The name of a function is followed by parentheses{on(ctx.line)}",
+        f"A `def` line is written `def name(parameters):` - the name is one word (letters, digits and `_`, no "
+        f"dots or spaces), followed straight away by parentheses, even when the function takes no values. "
+        f"{ctx.where(True)} `{names[k + 2]}` comes after `{name}` instead of `(`.", ctx.line,
+        f"Put the parameters in parentheses right after the name, like `def {name}(width, height):`, or "
+        f"`def {name}():` for none.")
