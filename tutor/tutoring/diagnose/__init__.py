@@ -17,9 +17,11 @@ list), write a function ``(ctx) -> Diagnosis | None`` and decorate it with
 suggestion proposes goes through ``propose(...)``: it is compiled before it is shown, and a suggestion
 whose code doesn't compile is dropped. Add programs of the new kind to tests/diagnose_corpus/.
 
-Families: syntax (Python's named syntax errors), syntax_tokens (bare "invalid syntax", read from the
-tokens), indentation, names, attributes, none_values (helpers for ``None``), type_errors, calls,
-lookups (indexing and keys), values, arithmetic, imports, files, flow (recursion, iteration),
+Families: syntax (Python's named syntax errors), syntax_named (the rarer ones whose message names the
+rule), syntax_tokens and syntax_bare (bare "invalid syntax", read from the tokens), indentation, names,
+attributes, none_values (helpers for ``None``), type_errors, calls,
+lookups (indexing and keys), values, builtin_args (a built-in given the wrong kind of value),
+arithmetic, imports, files, flow (recursion, iteration),
 exercises (a lesson's stub, a failed ``assert``).
 """
 
@@ -30,6 +32,7 @@ from collections.abc import Mapping
 from . import (  # noqa: F401 - importing a family registers its rules (tried in `order`, registry.py)
     arithmetic,
     attributes,
+    builtin_args,
     calls,
     exercises,
     files,
@@ -39,6 +42,8 @@ from . import (  # noqa: F401 - importing a family registers its rules (tried in
     lookups,
     names,
     syntax,
+    syntax_bare,
+    syntax_named,
     syntax_tokens,
     type_errors,
     values,
