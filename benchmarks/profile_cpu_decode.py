@@ -7,7 +7,7 @@ Uses the random-weight checkpoint that bench_engine.py writes (written here if m
 768 positions (a 512-token prompt and 32 new tokens, rounded as the engine rounds) and the token at
 position 540. For each weight format, with torch's kernels and with ours: the step's wall time
 (median of --steps), then the operators that took the most of it (self CPU time; ours appear as
-cpu_kernels.*), and what share the matrix products take.
+cpu_kernels.*), and what share the matrix products and the attention take.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from bench_engine import ensure_checkpoint  # noqa: E402
 
 from tutor.engine import cpu_kernels, load  # noqa: E402
 
-MATMULS = ("aten::mm", "aten::addmm", "aten::linear", "aten::matmul", "aten::_weight_int8pack_mm", "cpu_kernels.")
+MATMULS = ("aten::mm", "aten::addmm", "aten::linear", "aten::matmul", "aten::_weight_int8pack_mm",
+           "cpu_kernels.linear")
+ATTENTION = ("aten::bmm", "aten::_softmax", "cpu_kernels.decode_attention")
 
 
 def labelled(fn, name):
@@ -57,9 +59,11 @@ def profile_step(label: str, model, steps: int, top: int) -> float:
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     matmul = sum(e.self_cpu_time_total for e in events if e.key.startswith(MATMULS))
+    attention = sum(e.self_cpu_time_total for e in events if e.key.startswith(ATTENTION))
     step = statistics.median(times)
     print(f"== {label}: {step * 1e3:.1f} ms a step ({1 / step:.2f} tok/s; best {min(times) * 1e3:.1f} ms); "
-          f"profiled: {total / 3 / 1e3:.1f} ms a step, matrix products {matmul / total:.0%}")
+          f"profiled: {total / 3 / 1e3:.1f} ms a step, matrix products {matmul / total:.0%}, "
+          f"attention {attention / total:.0%}")
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
         print(f"  {e.self_cpu_time_total / 3 / 1e3:8.2f} ms  x{e.count / 3:5.0f}  {e.key[:80]}")
     return step
@@ -79,9 +83,13 @@ def main() -> None:
           f"native bf16 matmul: {cpu_kernels.NATIVE_BF16}")
     for name in ("linear_bf16", "linear_int8"):
         setattr(cpu_kernels, name, labelled(getattr(cpu_kernels, name), f"cpu_kernels.{name}"))
+    attention = labelled(cpu_kernels.decode_attention, "cpu_kernels.decode_attention")
     built = cpu_kernels.kernels()
     for mode in args.quantize:
         model = load(folder, device="cpu", dtype="bfloat16", quantize=mode)
+        for module in model.model.modules():
+            if getattr(module, "decode_kernel", None) is cpu_kernels.decode_attention:
+                module.decode_kernel = attention
         ours = profile_step(f"{mode}, our kernels", model, args.steps, args.top) if built else None
         cpu_kernels._loaded = None  # torch's kernels from here on
         theirs = profile_step(f"{mode}, torch's kernels", model, args.steps, args.top)

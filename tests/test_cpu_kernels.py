@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from tutor.engine import cpu_kernels, load
 from tutor.engine.cpu_kernels import KernelEmbedding, KernelLinear
+from tutor.engine.model import grouped_attention
 from tutor.engine.quant import quantize_int8
 
 pytestmark = pytest.mark.skipif(cpu_kernels.kernels() is None,
@@ -60,6 +61,55 @@ def test_what_the_kernels_do_not_take():
     assert not cpu_kernels.fits(torch.zeros(1, 32, dtype=torch.bfloat16, requires_grad=True), w)  # autograd
 
 
+def attention_in_float64(q, k, v, positions, slots=None):
+    """One query per row over its cache row up to its position, in float64, by the model's masked attention."""
+    if slots is not None:
+        k, v = k[slots], v[slots]
+    written = torch.arange(k.shape[2])[None, :] <= positions.view(-1, 1)
+    v = v.double().masked_fill(~written[:, None, :, None], 0)
+    return grouped_attention(q.double(), k.double(), v, written[:, None, None, None, :]).transpose(1, 2)
+
+
+@pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(8, 1, 256), (16, 16, 256), (4, 1, 32), (4, 4, 32),
+                                                           (6, 2, 64)])
+def test_one_token_attention_is_float64s(heads, kv_heads, dim):
+    """The real 2B (8 query heads on 1 key/value head) and 7B (16 on 16) shapes at 768 cached positions,
+    the tiny models' ones, and groups of 3 (not a multiple of the kernel's blocks of heads)."""
+    gen = torch.Generator().manual_seed(heads * dim + kv_heads)
+    length = 768 if dim == 256 else 50
+    q = torch.randn(2, 1, heads, dim, generator=gen).to(torch.bfloat16).transpose(1, 2)  # as the model passes it
+    k, v = (torch.randn(2, kv_heads, length, dim, generator=gen).to(torch.bfloat16) for _ in range(2))
+    with torch.inference_mode():
+        assert cpu_kernels.attention_fits(q, k, v)
+        for position in (0, 1, length // 2 + 3, length - 1):
+            got = cpu_kernels.decode_attention(q, k, v, torch.tensor([position]))
+            want = attention_in_float64(q, k, v, torch.tensor([position]))
+            assert got.shape == (2, 1, heads, dim) and got.dtype == torch.bfloat16
+            # computed in float32 and rounded once to bfloat16 (the values are within a few units)
+            assert float((got.double() - want).abs().max()) <= 2 ** -8 * float(want.abs().max()) + 1e-6
+        # a row per sequence, each in its own slot of a shared cache, at its own position
+        positions, slots = torch.tensor([length - 1, 5]), torch.tensor([1, 0])
+        got = cpu_kernels.decode_attention(q, k, v, positions, slots)
+        want = attention_in_float64(q, k, v, positions, slots)
+        assert float((got.double() - want).abs().max()) <= 2 ** -8 * float(want.abs().max()) + 1e-6
+
+
+def test_attention_ignores_what_lies_past_the_position():
+    """Slots after the position hold stale entries or never-written memory: never read."""
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randn(1, 8, 1, 256, generator=gen).to(torch.bfloat16)
+    k, v = (torch.randn(1, 1, 64, 256, generator=gen).to(torch.bfloat16) for _ in range(2))
+    with torch.inference_mode():
+        before = cpu_kernels.decode_attention(q, k, v, torch.tensor([20]))
+        k[:, :, 21:], v[:, :, 21:] = 1e4, float("nan")
+        assert torch.equal(cpu_kernels.decode_attention(q, k, v, torch.tensor([20])), before)
+        # what the kernel does not take goes to the masked attention, which computes the same
+        assert not cpu_kernels.attention_fits(q.float(), k.float(), v.float())
+        plain = cpu_kernels.decode_attention(q.float(), k.float(), v.float(), torch.tensor([20]))
+        assert plain.dtype == torch.float32
+        assert float((plain - before.float()).abs().max()) <= 2 ** -7 * float(plain.abs().max())
+
+
 @pytest.mark.parametrize("variant", ["2b", "7b"])
 @pytest.mark.parametrize("quantize", ["none", "int8"])
 def test_bf16_models_decode_the_same_tokens_with_the_kernels(tiny_dirs, monkeypatch, variant, quantize):
@@ -68,15 +118,20 @@ def test_bf16_models_decode_the_same_tokens_with_the_kernels(tiny_dirs, monkeypa
         modules = list(fast.model.modules())
         assert sum(isinstance(m, KernelLinear) for m in modules) == 7 * fast.config.num_layers
         assert isinstance(fast.model.model.embed_tokens, KernelEmbedding)
-    calls = []
+    assert all(layer.self_attn.decode_kernel is cpu_kernels.decode_attention for layer in fast.model.model.layers)
+    calls, masked = [], []
     for name in ("linear_bf16", "linear_int8"):
         real = getattr(cpu_kernels, name)
         monkeypatch.setattr(cpu_kernels, name, lambda *a, real=real: calls.append(a[0].shape) or real(*a))
+    real_masked = cpu_kernels._masked_attention
+    monkeypatch.setattr(cpu_kernels, "_masked_attention", lambda *a: masked.append(1) or real_masked(*a))
     ids = fast.tokenizer.encode("def total(items):\n    return sum(items)\n")
     got = fast.generate(ids, max_new_tokens=16, stop_token_ids=[]).token_ids
     assert len(calls) >= 15 * 8  # every decoded token's matmuls and head went through them
+    assert not masked  # and its attention through the attention kernel
     monkeypatch.setattr(cpu_kernels, "kernels", lambda: None)
     assert fast.generate(ids, max_new_tokens=16, stop_token_ids=[]).token_ids == got
+    assert len(masked) >= 15 * fast.config.num_layers  # torch's masked attention this time
 
 
 def test_blocks_without_native_bf16_are_multiplied_in_float32(monkeypatch):

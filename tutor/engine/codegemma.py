@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .checkpoint import Checkpoint, expected_shapes, inspect_checkpoint, iter_tensors, resolve_source
 from .config import ModelConfig, dtype_from_name
-from .cpu_kernels import use_kernel_modules
+from .cpu_kernels import use_cpu_attention, use_kernel_modules
 from .decoding import ChainedGreedyLoop, HostLoop, PromptLookupLoop
 from .errors import CheckpointError, PromptError
 from .generation import GenerationResult, GenerationStream, SamplingParams, StopStrings
@@ -457,6 +457,8 @@ def load(source: str | os.PathLike[str], *, device: str | torch.device | None = 
                           f"{str(error)[:200]}); "
                           "one-token attention uses PyTorch's kernels instead. Set TUTOR_DECODE_KERNEL=0 to skip "
                           "the attempt.", RuntimeWarning, stacklevel=2)
+    elif target_device.type == "cpu" and target_dtype == torch.bfloat16:
+        use_cpu_attention(model)  # one-token attention by tutor.engine.cpu_kernels, in float32
     model.prepare()  # buffers made on the meta device hold no data yet
     model.eval().requires_grad_(False)
     report(0, LOADED)
