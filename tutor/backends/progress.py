@@ -72,15 +72,14 @@ def line_reporter(out: TextIO | None = None) -> LoadingCallback:
 
 
 class TextBar:
-    """A tqdm bar (bytes, scaled) fed with :class:`Loading` events; a new bar for each model, closed when it
-    is loaded (left on screen unless ``leave`` is False); what comes after that (a warm-up) is for other
-    lines to say.
+    """A tqdm bar (bytes, scaled) fed with :class:`Loading` events; a new bar for each model, closed (left on
+    screen) when it is loaded; what comes after that (a warm-up) is for other lines to say.
 
     ``disable=None`` draws only on a terminal (tqdm's rule), for `tutor serve`; a kernel's cell output is
     not a terminal but shows a bar well (it honours the carriage return), so it passes False."""
 
-    def __init__(self, file: TextIO | None = None, *, disable: bool | None = None, leave: bool = True):
-        self.file, self.disable, self.leave = file, disable, leave
+    def __init__(self, file: TextIO | None = None, *, disable: bool | None = None):
+        self.file, self.disable = file, disable
         self._bar: Any = None
         self._model: tuple[str, str] | None = None
         self._finished: set[tuple[str, str]] = set()
@@ -96,13 +95,12 @@ class TextBar:
             self.close()
             self._model = key
             self._bar = tqdm(total=p.total, desc=f"Loading {p.model}", unit="B", unit_scale=True,
-                             file=self.file or sys.stderr, disable=self.disable, leave=self.leave, dynamic_ncols=True,
+                             file=self.file or sys.stderr, disable=self.disable, dynamic_ncols=True,
                              mininterval=0.2)
         self._bar.set_postfix_str(p.phase, refresh=False)
         self._bar.update(p.done - self._bar.n)
         if p.phase == LOADED:
             self._finished.add(key)
-            self._bar.refresh()  # the full bar is drawn once, even where it is wiped right after
             self.close()
 
     def close(self) -> None:

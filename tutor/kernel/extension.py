@@ -119,10 +119,7 @@ class TutorExtension:
         context = contextvars.copy_context()
 
         def tick() -> None:
-            # A cell's output is no terminal, but shows the bar well (it honours the carriage return). The
-            # bar is wiped when the model is up: in JupyterLab the widget draws its own, and a second one
-            # left under the answer only says what is over.
-            bar = TextBar(sys.stderr, disable=False, leave=False)
+            bar = TextBar(sys.stderr, disable=False)  # a cell's output is no terminal, but shows the bar well
             try:
                 while True:
                     time.sleep(0.2)  # first: the caller marks the widget busy after this returns
