@@ -19,9 +19,9 @@ $(VENV)/.torch: | $(BIN)/python
 
 # The package's build backend and its labextension hook, in the venv: `pip install -e` then builds
 # without an isolated environment (which would install jupyterlab and ~80 packages every time);
-# hatchling needs editables for `-e`.
+# hatchling needs editables for `-e`; llama-cpp-python (a test extra, built from source) needs scikit-build-core.
 $(VENV)/.build-backend: | $(BIN)/python
-	$(BIN)/python -m pip install -q "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
+	$(BIN)/python -m pip install -q "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables "scikit-build-core>=0.9"
 	touch $@
 
 # The JupyterLab extension (TypeScript in labextension/) is built by npm and @jupyterlab/builder into
