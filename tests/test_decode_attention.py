@@ -76,7 +76,9 @@ def test_greedy_tokens_are_those_of_the_masked_step(kernels, tiny_dirs, variant)
             model.prefill(torch.tensor([ids]), cache)
         step = [m.decode_step(torch.tensor([[7]]), torch.tensor([len(ids)]), c)
                 for m, c in zip((plain.model, fast.model), caches, strict=True)]
-    torch.testing.assert_close(step[1], step[0], atol=1e-5, rtol=1e-5)
+    # 1e-4: the two attentions sum in different orders, and a tiny random model's layers magnify
+    # that (2.9e-5 seen with triton 3.9); a wrong mask or position moves logits by far more.
+    torch.testing.assert_close(step[1], step[0], atol=1e-4, rtol=1e-4)
 
 
 def test_kernels_that_do_not_run_leave_the_masked_attention(kernels, tiny_dirs, monkeypatch):
