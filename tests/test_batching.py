@@ -79,18 +79,21 @@ def test_batched_greedy_equals_single_sequence_greedy(request, scheduler, name):
     assert batch.stats.steps < sum(lengths)  # tokens of several sequences per step: it did batch
 
 
-def test_padded_packed_prefill_gives_the_same_tokens(tiny_2b, scheduler):
-    """What the GPU's captured prefill does, here on the CPU: prompts packed and padded up to a bucket
-    of tokens (the padding in the scratch slot, each padding token seeing only itself), their last
-    indices padded too; every sequence's tokens stay those of single-sequence decoding."""
+def test_a_padded_pass_gives_the_same_tokens(tiny_2b, scheduler, monkeypatch):
+    """What the GPU's captured pass does, here on the CPU: the rows (running sequences and new
+    prompts' tokens) padded up to a bucket, the padding in the scratch slot; every sequence's tokens
+    stay those of single-sequence decoding."""
     ids = prompts(tiny_2b.tokenizer, 5)
     expected = [greedy(tiny_2b, p, 6) for p in ids]
     batch = scheduler(tiny_2b, slots=5, prefill_tokens=512)
-    batch.prefiller.padded = True
-    _, t = batch.prefiller.layout(ids[:2], [0, 1])
-    assert t in batch.prefiller.buckets and t > len(ids[0]) + len(ids[1])
+    batch.step.padded = True
+    sizes = []
+    body = batch.step._body
+    monkeypatch.setattr(batch.step, "_body", lambda n: sizes.append(n) or body(n))
     got = results([batch.generate(p, max_new_tokens=6, stop_token_ids=[], stream=True) for p in ids])
     assert [r.token_ids for r in got] == expected
+    assert set(sizes) <= set(batch.step.buckets)
+    assert max(sizes) > batch.slots  # prompts rode in a pass with the rows
 
 
 def test_text_stop_strings_and_stop_tokens_per_sequence(tiny_2b, scheduler):

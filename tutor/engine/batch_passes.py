@@ -1,18 +1,23 @@
-"""The batch's two passes over the model, each captured in CUDA graphs on a GPU.
+"""The batch's one pass over the model: a decode step whose rows may carry prompt tokens too.
 
-- :class:`BatchedStep`: one decode step over every row of the batch (a token per sequence).
-- :class:`PackedPrefill`: new prompts packed into one pass.
+Every row of the pass is one token at a (cache slot, position): a running sequence's next token,
+or one token of a new prompt. All rows write their keys and values first, then each attends to its
+slot up to its own position (the decode attention kernels, a position and a slot per row), so a
+prompt's tokens see the ones before them in the same pass, and a session's new tokens see its
+cached prefix. New prompts therefore ride in the decode step instead of a pass of their own: the
+weights are read once for both, and while a class types, prefill nearly every step cost a second
+pass before (on the H200 it was half the loop's time).
 
 On a GPU a pass launched from Python costs hundreds of kernel launches, several milliseconds for
-the 2B model, while its work takes a fraction of that; so both are captured once per size and
-replayed. Both keep their inputs in fixed device buffers, which the scheduler fills between
-replays; padding reads and writes the scheduler's scratch slot only.
+the 2B model, while its work takes a fraction of that; so the pass is captured once per bucket of
+rows and replayed. Its inputs stay in fixed device buffers, which the scheduler fills between
+replays; padding rows read and write the scheduler's scratch slot only.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,9 +26,7 @@ from torch import Tensor
 from .graphs import compile_enabled, graphs_enabled
 from .model import CacheTensors, KVCache
 
-BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-PREFILL_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048)
-PACKED_PROMPTS = 32  # prompts at most in one packed pass (the rows of its logits)
+BUCKETS = (1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 
 
 def _capture(pool: Any, device: torch.device, body: Callable[[], Tensor]) -> tuple[torch.cuda.CUDAGraph, Tensor]:
@@ -42,43 +45,51 @@ def _capture(pool: Any, device: torch.device, body: Callable[[], Tensor]) -> tup
 
 
 class BatchedStep:
-    """The decode step over the first b rows of the batch buffers, on a cache of slots.
+    """One pass over the first n rows of the batch buffers, on a cache of slots.
 
-    ``token`` [rows, 1], ``slots`` [rows] and ``positions`` [rows] are the step's inputs, kept on the
-    device; each step writes its argmax into ``token`` and moves ``positions`` on, so greedy rows
-    feed themselves. On a GPU each bucket size is captured once in a CUDA graph (and with
-    TUTOR_COMPILE=1 compiled first, once for all sizes); padding rows read and write the scratch
-    slot. The smallest bucket is 2: a padded row costs nothing in a step bound by reading weights,
-    and a batch dimension that is never 1 compiles once, where 1 would be compiled apart.
+    ``token`` [capacity, 1], ``slots`` [capacity] and ``positions`` [capacity] are the pass's inputs,
+    kept on the device: rows 0..b-1 are the running sequences, the rows after them the new prompt
+    tokens of this pass. Only the rows named in ``picks`` (at most ``rows``: one per sequence) go
+    through the output head: row i of the logits is row ``picks[i]`` of the pass, the identity for
+    the running rows, a prompt's last token for each sequence that joins. Each pass writes row i's
+    argmax into ``token[i]`` and moves ``positions`` on, so greedy rows feed themselves, and a
+    joining sequence's first token is already where it will sit as a row in the next pass.
+
+    On a GPU each bucket size is captured once in a CUDA graph (and with TUTOR_COMPILE=1 compiled
+    first, once for all sizes); padding rows read and write the scratch slot. The smallest bucket
+    is 2: a padded row costs nothing in a pass bound by reading weights, and a batch dimension that
+    is never 1 compiles once, where 1 would be compiled apart.
     """
 
-    def __init__(self, model: Any, cache: KVCache, scratch: int, rows: int):
-        self.model, self.cache, self.scratch = model, cache, scratch
+    def __init__(self, model: Any, cache: KVCache, scratch: int, rows: int, capacity: int | None = None):
+        self.model, self.cache, self.scratch, self.rows = model, cache, scratch, rows
         device = cache.device
+        self.capacity = capacity = max(rows, capacity or rows)
         self.captured = graphs_enabled(device)
-        self.buckets = sorted({b for b in BUCKETS if 1 < b < rows} | {rows})
-        self.token = torch.zeros((rows, 1), dtype=torch.long, device=device)
-        self.slots = torch.full((rows,), scratch, dtype=torch.long, device=device)
-        self.positions = torch.zeros(rows, dtype=torch.long, device=device)
+        self.padded = self.captured  # rows padded up to a bucket (a test may ask for it on the CPU)
+        self.buckets = sorted({b for b in BUCKETS if 1 < b < capacity} | {rows, capacity})
+        self.token = torch.zeros((capacity, 1), dtype=torch.long, device=device)
+        self.slots = torch.full((capacity,), scratch, dtype=torch.long, device=device)
+        self.positions = torch.zeros(capacity, dtype=torch.long, device=device)
+        self.picks = torch.arange(rows, device=device)
         self._last = cache.max_len - 1
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, Tensor]] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.captured else None
         self.compiled = compile_enabled(device)
-        self._step = self._compiled(rows) if self.compiled else model.model.decode_rows
+        self._step = self._compiled() if self.compiled else model.model.decode_rows
 
-    def _compiled(self, rows: int) -> Callable[[Tensor, Tensor, Tensor, KVCache], Tensor]:
+    def _compiled(self) -> Callable[[Tensor, Tensor, Tensor, KVCache, Tensor], Tensor]:
         decode_rows = self.model.model.decode_rows
-        compiled = torch.compile(lambda ids, slots, positions, k, v, ar: decode_rows(ids, slots, positions,
-                                                                                    CacheTensors(k, v, ar)),
-                                 fullgraph=True)
+        compiled = torch.compile(lambda ids, slots, positions, k, v, ar, picks: decode_rows(
+            ids, slots, positions, CacheTensors(k, v, ar), picks), fullgraph=True)
 
-        def step(ids: Tensor, slots: Tensor, positions: Tensor, cache: KVCache) -> Tensor:
-            # One graph for every batch size where the compiler can keep the dimension symbolic;
-            # "maybe" because a kernel that needs a fixed size specialises it (a strict mark_dynamic
-            # then raises), and each bucket is compiled apart, within the recompile limit raised below.
-            for t in (ids, slots, positions):
+        def step(ids: Tensor, slots: Tensor, positions: Tensor, cache: KVCache, picks: Tensor) -> Tensor:
+            # One graph for every size where the compiler can keep the dimensions symbolic; "maybe"
+            # because a kernel that needs a fixed size specialises it (a strict mark_dynamic then
+            # raises), and each bucket is compiled apart, within the recompile limit raised below.
+            for t in (ids, slots, positions, picks):
                 torch._dynamo.maybe_mark_dynamic(t, 0)
-            return compiled(ids, slots, positions, cache.k, cache.v, cache.slots)
+            return compiled(ids, slots, positions, cache.k, cache.v, cache.slots, picks)
         limit = torch._dynamo.config
         limit.cache_size_limit = max(limit.cache_size_limit, 2 * len(self.buckets))
         return step
@@ -88,27 +99,38 @@ class BatchedStep:
         """How the batched step runs: "plain", "captured" or "captured+compiled" (for /health)."""
         return "plain" if not self.captured else "captured+compiled" if self.compiled else "captured"
 
-    def bucket(self, b: int) -> int:
-        return next(size for size in self.buckets if size >= b) if self.captured else b
+    def bucket(self, n: int) -> int:
+        return next(size for size in self.buckets if size >= n) if self.padded else n
 
-    def _body(self, b: int) -> Tensor:
-        logits = self._step(self.token[:b], self.slots[:b], self.positions[:b], self.cache)
-        self.token[:b].copy_(logits.argmax(dim=-1, keepdim=True))
+    def heads(self, n: int) -> int:
+        """Rows of a pass of n rows that get logits."""
+        return min(n, self.rows)
+
+    def _body(self, n: int) -> Tensor:
+        h = self.heads(n)
+        logits = self._step(self.token[:n], self.slots[:n], self.positions[:n], self.cache, self.picks[:h])
+        self.token[:h].copy_(logits.argmax(dim=-1, keepdim=True))
         # Padding rows would walk off the cache; real rows never reach its last position before their end.
-        self.positions[:b].add_(1).clamp_(max=self._last)
+        self.positions[:n].add_(1).clamp_(max=self._last)
         return logits
 
-    def capture(self, b: int) -> None:
-        """Capture (and compile) the step for bucket size b now, so no request waits for it."""
-        if not self.captured or b in self._graphs:
+    def reset(self) -> None:
+        """Every row padding again (after a failed pass left the buffers half-written)."""
+        self.slots.fill_(self.scratch)
+        self.positions.zero_()
+        self.picks.copy_(torch.arange(self.rows, device=self.picks.device))
+
+    def capture(self, n: int) -> None:
+        """Capture (and compile) the pass for bucket size n now, so no request waits for it."""
+        if not self.captured or n in self._graphs:
             return
-        saved = [t[:b].clone() for t in (self.token, self.slots, self.positions)]
-        self.slots[:b].fill_(self.scratch)  # warm-up and capture write only the scratch slot
-        self.positions[:b].zero_()
+        saved = [t[:n].clone() for t in (self.token, self.slots, self.positions)]
+        self.slots[:n].fill_(self.scratch)  # warm-up and capture write only the scratch slot
+        self.positions[:n].zero_()
 
         def body() -> Tensor:
             try:
-                return self._body(b)
+                return self._body(n)
             except Exception as exc:  # noqa: BLE001 - any compiler failure: decode uncompiled
                 if not self.compiled:
                     raise
@@ -117,15 +139,16 @@ class BatchedStep:
                               RuntimeWarning, stacklevel=3)
                 self.compiled, self._step = False, self.model.model.decode_rows
                 self._graphs.clear()  # captured with the compiled step: recaptured as they are needed
-                return self._body(b)
+                return self._body(n)
 
-        self._graphs[b] = _capture(self._pool, self.cache.device, body)
+        self._graphs[n] = _capture(self._pool, self.cache.device, body)
         for t, old in zip((self.token, self.slots, self.positions), saved, strict=True):
-            t[:b].copy_(old)
+            t[:n].copy_(old)
 
-    def run(self, b: int) -> Tensor:
-        """One step over the first ``b`` rows (padded up to a bucket on a GPU); logits [bucket, vocab]."""
-        size = self.bucket(b)
+    def run(self, n: int) -> Tensor:
+        """One pass over the first ``n`` rows (padded up to a bucket on a GPU); float logits
+        [heads(bucket), vocab], row i for row ``picks[i]``."""
+        size = self.bucket(n)
         if not self.captured:
             with torch.inference_mode():
                 return self._body(size)
@@ -135,81 +158,3 @@ class BatchedStep:
         graph.replay()
         return logits
 
-
-
-
-class PackedPrefill:
-    """Whole new prompts packed into one pass, ``tokens`` at most, ``PACKED_PROMPTS`` prompts at most.
-
-    Token j of the pass goes to cache slot ``slots[j]`` at ``positions[j]`` and sees the earlier
-    tokens of its own prompt only. On a GPU the pass is padded up to a bucket of tokens (padding
-    tokens each see only themselves, in the scratch slot) and the last-token indices up to
-    ``PACKED_PROMPTS``, so that one graph per bucket serves every mix of prompts; the inputs go over
-    in one copy. Elsewhere it runs unpadded, as launched.
-    """
-
-    def __init__(self, model: Any, cache: KVCache, scratch: int, tokens: int):
-        self.model, self.cache, self.scratch = model, cache, scratch
-        self.device = cache.device
-        self.captured = graphs_enabled(self.device)
-        self.padded = self.captured
-        self.tokens = tokens
-        self.buckets = sorted({b for b in PREFILL_BUCKETS if b < tokens} | {tokens})
-        self._inputs: dict[int, Tensor] = {}  # bucket -> device buffer [4, bucket] + last [PACKED_PROMPTS]
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, Tensor]] = {}
-        self._pool = torch.cuda.graph_pool_handle() if self.captured else None
-
-    def _pass(self, inputs: Tensor, t: int) -> Tensor:
-        ids, slots, positions, owner = inputs[:4 * t].view(4, t)
-        last = inputs[4 * t:]
-        mask = (owner[:, None] == owner[None, :]) & (positions[None, :] <= positions[:, None])
-        return self.model.model.prefill_packed(ids[None], slots, positions, mask, last, self.cache)
-
-    def layout(self, prompts: Sequence[Sequence[int]], slots: Sequence[int]) -> tuple[Tensor, int]:
-        """The pass's inputs on the host, one long tensor: ids, slots, positions and owners of each
-        token (padded to a bucket where captured), then each prompt's last index."""
-        lengths = [len(p) for p in prompts]
-        n, total = len(prompts), sum(lengths)
-        if n > PACKED_PROMPTS or total > self.tokens:
-            raise ValueError(f"{n} prompts of {total} tokens do not fit a pass of {PACKED_PROMPTS} and {self.tokens}")
-        t = next(b for b in self.buckets if b >= total) if self.padded else total
-        pad = t - total
-        ids = torch.zeros(t, dtype=torch.long)
-        ids[:total] = torch.tensor([i for p in prompts for i in p])
-        counts = torch.tensor(lengths)
-        slot = torch.full((t,), self.scratch, dtype=torch.long)
-        slot[:total] = torch.tensor(slots).repeat_interleave(counts)
-        position = torch.zeros(t, dtype=torch.long)
-        position[:total] = torch.cat([torch.arange(k) for k in lengths])
-        position[total:] = torch.arange(pad) % self.cache.max_len
-        owner = torch.cat([torch.arange(n).repeat_interleave(counts), -1 - torch.arange(pad)])
-        last = counts.cumsum(0) - 1
-        if self.padded:
-            last = torch.cat([last, last.new_zeros(PACKED_PROMPTS - n)])
-        return torch.cat([ids, slot, position, owner, last]), t
-
-    def capture(self, t: int) -> None:
-        """Capture the pass for bucket ``t`` now (a GPU only), so no request waits for it."""
-        if not self.captured or t in self._graphs:
-            return
-        inputs = torch.zeros(4 * t + PACKED_PROMPTS, dtype=torch.long, device=self.device)
-        inputs[:t] = 0
-        inputs[t:2 * t] = self.scratch  # warm-up and capture write only the scratch slot
-        inputs[2 * t:3 * t] = torch.arange(t, device=self.device) % self.cache.max_len
-        inputs[3 * t:4 * t] = torch.arange(t, device=self.device)
-        self._inputs[t] = inputs
-        self._graphs[t] = _capture(self._pool, self.device, lambda: self._pass(inputs, t))
-
-    def run(self, prompts: Sequence[Sequence[int]], slots: Sequence[int]) -> Tensor:
-        """Prefill ``prompts`` into ``slots`` (from position 0); float logits [len(prompts), vocab] of
-        each prompt's last token."""
-        host, t = self.layout(prompts, slots)
-        n = len(prompts)
-        if not self.captured:
-            with torch.inference_mode():
-                return self._pass(host.to(self.device), t)[:n]
-        self.capture(t)
-        self._inputs[t].copy_(host.pin_memory(), non_blocking=True)
-        graph, logits = self._graphs[t]
-        graph.replay()
-        return logits[:n]

@@ -3,12 +3,13 @@
 A :class:`BatchScheduler` owns one model and one thread. Each pass of its loop:
 
 1. retires the sequences that finished, were cancelled or were stopped since the last pass;
-2. seats sequences whose prompt is in the cache as rows of the batch;
-3. admits waiting requests into free cache slots, the user with the fewest running sequences first;
-4. launches one decode step over all rows (on a GPU a CUDA graph captured for that batch size);
-5. reads the previous step's tokens while the GPU runs this one, and streams their text;
-6. prefills new prompts, at most ``prefill_tokens`` a pass, so a long prompt never holds up
-   everyone's next token for more than one chunk: short new prompts are packed into one pass.
+2. admits waiting requests into free cache slots, the user with the fewest running sequences first;
+3. launches one pass over all rows (on a GPU a CUDA graph captured for that size): a decode step
+   whose rows also carry new prompts' tokens (tutor.engine.batch_passes), at most
+   ``prefill_tokens`` a pass; a sequence whose prompt is in the cache after it is a row from then on;
+4. reads the previous pass's tokens while the GPU runs this one, and streams their text;
+5. prefills a chunk of each prompt too long to ride in a pass, so a long prompt never holds up
+   everyone's next token for more than one chunk (its last token always rides in a pass).
 
 The cache has fixed slots: ``slots`` rows of ``max_len`` positions, one sequence a slot (plus a
 scratch row that padding rows of a captured batch write to). Fixed slots rather than paged blocks
@@ -39,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .batch_passes import PACKED_PROMPTS, BatchedStep, PackedPrefill
+from .batch_passes import BatchedStep
 from .decoding import sample
 from .errors import PromptError
 from .generation import GenerationResult, GenerationStream, StopStrings
@@ -53,6 +54,10 @@ Delivery = Callable[[Any], None]
 GPU_SLOTS = 64
 CPU_SLOTS = 4
 MAX_USERS_REMEMBERED = 10_000
+# A prompt part rides in the pass when its tokens times its end position stay under this: those rows
+# read their slot up to their own position each (a 512-token prompt is well under a millisecond on
+# an H200), where a long part is cheaper as a chunk of its own through the prefill attention.
+FUSED_COST = 512 * 512
 
 
 @dataclass
@@ -133,10 +138,12 @@ class BatchScheduler:
             raise ValueError(f"slots and max_len must be positive, got {self.slots} and {self.max_len}")
         cpu = self.device.type == "cpu"
         self.prefill_tokens = prefill_tokens or (128 if cpu else 512)
+        # Without the kernels a GPU gathers every row's whole slot: there only last tokens ride in a pass.
+        self.fused_cost = FUSED_COST if cpu or model.model.bounded_slot_reads else 0
         with torch.inference_mode():
             self.cache = KVCache(model.config, self.slots + 1, self.max_len, model.dtype, self.device, zeroed=not cpu)
-            self.step = BatchedStep(model, self.cache, self.slots, self.slots)
-            self.prefiller = PackedPrefill(model, self.cache, self.slots, self.prefill_tokens)
+            self.step = BatchedStep(model, self.cache, self.slots, self.slots,
+                                    capacity=self.slots + self.prefill_tokens)
         self._zeroed = [not cpu] * (self.slots + 1)
         self.stats = SchedulerStats()
         # Shared with submitters, under the lock:
@@ -150,9 +157,6 @@ class BatchScheduler:
         self._admitted: OrderedDict[str, int] = OrderedDict()  # user -> when last admitted
         self._admissions = itertools.count()
         self._prefilling: list[_Sequence] = []
-        self._ready: list[_Sequence] = []  # prompt prefilled last pass: seated in the batch at the next
-        self._first: Tensor | None = None  # ... with these first tokens, on the device
-        self._first_host: tuple[list[_Sequence], Tensor, Any] | None = None  # the same, copied to the host
         self._rows: list[_Sequence] = []
         self._solo: list[_Sequence] = []
         self._inflight: tuple[list[_Sequence], Tensor, Any] | None = None
@@ -193,13 +197,10 @@ class BatchScheduler:
         return event
 
     def warm_up(self) -> None:
-        """Capture (and compile) the batched step for every batch size, and the packed prefill for
-        every bucket of tokens, now (a GPU only)."""
+        """Capture (and compile) the batched pass for every bucket of rows now (a GPU only)."""
         with torch.inference_mode():  # the step's buffers were made in it (as the loop runs in it)
             for size in self.step.buckets:
                 self.step.capture(size)
-            for tokens in self.prefiller.buckets:
-                self.prefiller.capture(tokens)
 
     # ------------------------------------------------------------------ public
 
@@ -242,8 +243,7 @@ class BatchScheduler:
     # ------------------------------------------------------------------ the loop
 
     def _busy(self) -> bool:
-        return bool(self._inbox or self._waiting or self._prefilling or self._ready or self._rows or self._solo
-                    or self._inflight or self._first_host)
+        return bool(self._inbox or self._waiting or self._prefilling or self._rows or self._solo or self._inflight)
 
     def _loop(self) -> None:
         while True:
@@ -262,16 +262,13 @@ class BatchScheduler:
     def _iterate(self) -> None:
         self._take_inbox()
         self._retire()
-        self._seat_ready()
         self._admit()
-        launched = self._launch() if self._rows else None
+        joining, chunks = self._plan_prefill()
+        launched = self._launch(joining) if self._rows or joining else None
         if self._inflight is not None:
             self._read(*self._inflight)
         self._inflight = launched
-        if self._first_host is not None:
-            self._read(*self._first_host)
-            self._first_host = None
-        self._prefill()
+        self._prefill_chunks(chunks)
         self._advance_solo()
         self.stats.running, self.stats.prefilling, self.stats.solo = len(self._rows), len(self._prefilling), \
             len(self._solo)
@@ -367,13 +364,13 @@ class BatchScheduler:
 
     # ------------------------------------------------------------------ prefill
 
-    def _prefill(self) -> None:
-        """Prefill up to ``prefill_tokens`` prompt tokens: whole new prompts packed into one pass, then
-        chunks of the others (prompts longer than a pass, or the new part after a session's cached
-        prefix)."""
+    def _plan_prefill(self) -> tuple[list[_Sequence], list[tuple[_Sequence, int]]]:
+        """This pass's prompt work, ``prefill_tokens`` at most: the sequences whose rest of prompt
+        rides in the pass (they join the batch with it), and chunks of longer ones, each a pass of
+        its own after it, that leave at least the last token for a later pass to carry."""
         budget = self.prefill_tokens
-        packed: list[_Sequence] = []
-        chunked: list[tuple[_Sequence, int]] = []
+        joining: list[_Sequence] = []
+        chunks: list[tuple[_Sequence, int]] = []
         for seq in list(self._prefilling):
             if budget <= 0:
                 break
@@ -381,84 +378,67 @@ class BatchScheduler:
                 self._prefilling.remove(seq)
                 self._release(seq, "cancelled")
                 continue
-            remaining = len(seq.prompt) - seq.prefilled
-            if seq.prefilled == 0 and remaining <= self.prefill_tokens:
-                # A whole prompt goes in one packed pass, this one or the next: a chunk of it would be
-                # a pass of its own, launched op by op, where the packed pass is one graph's replay.
-                if remaining <= budget and len(packed) < PACKED_PROMPTS:
-                    packed.append(seq)
-                    budget -= remaining
+            rest = len(seq.prompt) - seq.prefilled
+            if rest == 1 or (rest <= self.prefill_tokens and rest * len(seq.prompt) <= self.fused_cost):
+                # Rides in this pass, or the next: cut, it would be a chunk launched op by op where
+                # in the pass it costs about nothing.
+                if rest <= budget:
+                    joining.append(seq)
+                    budget -= rest
             else:
-                chunk = min(remaining, budget)
-                chunked.append((seq, chunk))
+                chunk = min(rest - 1, budget)
+                chunks.append((seq, chunk))
                 budget -= chunk
-        if not packed and not chunked:
-            return
-        done: list[_Sequence] = []
-        logits: list[Tensor] = []
-        with torch.inference_mode():
-            if packed:
-                logits.append(self._prefill_packed(packed))
-                done += packed
-            for seq, chunk in chunked:
-                ids = self._on_device(torch.tensor([seq.prompt[seq.prefilled:seq.prefilled + chunk]]))
-                h = self.model.model.prefill(ids, self.cache.slot(seq.slot), start=seq.prefilled)
-                seq.prefilled += chunk
-                if seq.prefilled == len(seq.prompt):
-                    logits.append(self.model.model.head(h[:, -1]).float())
-                    done.append(seq)
-            self.stats.prefill_tokens += self.prefill_tokens - budget
-            for seq in done:
-                self._prefilling.remove(seq)
-            if not done:
-                return
-            self._first = self._pick(torch.cat(logits), done)
-        self._ready = done  # _seat_ready has taken the previous ones earlier in this pass
-        host = self._host_buffer(len(done))
-        host.copy_(self._first, non_blocking=True)
-        self._first_host = (done, host, self._event())
+        self.stats.prefill_tokens += self.prefill_tokens - budget
+        return joining, chunks
 
-    def _prefill_packed(self, seqs: list[_Sequence]) -> Tensor:
-        logits = self.prefiller.run([seq.prompt for seq in seqs], [seq.slot for seq in seqs])
-        for seq in seqs:
-            seq.prefilled = len(seq.prompt)
-        return logits
-
-    def _pick(self, logits: Tensor, seqs: list[_Sequence]) -> Tensor:
-        """Each sequence's next token from its row of ``logits``, on the device: argmax, or sampled."""
-        tokens = logits.argmax(dim=-1)
-        for i, seq in enumerate(seqs):
-            if seq.sampled:
-                tokens[i] = sample(logits[i:i + 1], seq.request.params, seq.generator)[0]
-        return tokens
+    def _prefill_chunks(self, chunks: list[tuple[_Sequence, int]]) -> None:
+        for seq, chunk in chunks:
+            ids = self._on_device(torch.tensor([seq.prompt[seq.prefilled:seq.prefilled + chunk]]))
+            self.model.model.prefill(ids, self.cache.slot(seq.slot), start=seq.prefilled)
+            seq.prefilled += chunk
 
     # ------------------------------------------------------------------ the batch
 
-    def _seat_ready(self) -> None:
-        """Sequences whose prompt is prefilled join the batch, their first token already on the device."""
-        if not self._ready:
-            return
-        b, n, step = len(self._rows), len(self._ready), self.step
-        assert self._first is not None
-        step.token[b:b + n, 0] = self._first
-        step.slots[b:b + n] = self._on_device(torch.tensor([seq.slot for seq in self._ready]))
-        step.positions[b:b + n] = self._on_device(torch.tensor([len(seq.prompt) for seq in self._ready]))
-        self._rows += self._ready
-        self._ready, self._first = [], None
-
-    def _launch(self) -> tuple[list[_Sequence], Tensor, Any]:
-        b = len(self._rows)
-        logits = self.step.run(b)
+    def _launch(self, joining: list[_Sequence]) -> tuple[list[_Sequence], Tensor, Any]:
+        """One pass over the rows and the rest of each joining sequence's prompt; the joining ones
+        are rows from then on, their first token (the pass's pick at their last prompt token)
+        already in place. Returns what ``_read`` takes once the device is done."""
+        step, b, j = self.step, len(self._rows), len(joining)
+        rests = [seq.prompt[seq.prefilled:] for seq in joining]
+        n = b + sum(len(rest) for rest in rests)
+        if joining:  # the prompts' rows after the running ones, in one copy (then on the device)
+            lengths = torch.tensor([len(rest) for rest in rests])
+            staged = self._on_device(torch.cat([
+                torch.tensor([i for rest in rests for i in rest]),
+                torch.tensor([seq.slot for seq in joining]).repeat_interleave(lengths),
+                torch.cat([torch.arange(seq.prefilled, len(seq.prompt)) for seq in joining]),
+                b + lengths.cumsum(0) - 1,  # each prompt's last row: its logits, its first token
+                torch.tensor([seq.slot for seq in joining]),
+                torch.tensor([len(seq.prompt) for seq in joining])]))
+            t = n - b
+            step.token[b:n, 0], step.slots[b:n], step.positions[b:n] = staged[:3 * t].view(3, t)
+            step.picks[b:b + j] = staged[3 * t:3 * t + j]
+        logits = step.run(n)
+        for seq in self._rows:
+            seq.fed += 1
+        if joining:  # rows b..b+j-1 become the joining sequences; the prompt rows after them, padding
+            step.slots[b:b + j], step.positions[b:b + j] = staged[3 * t + j:].view(2, j)
+            step.slots[b + j:n] = self.slots
+            step.picks[b:b + j] = torch.arange(b, b + j, device=self.device)
+            for seq in joining:
+                seq.prefilled = len(seq.prompt)
+                self._prefilling.remove(seq)
+            self._rows += joining
         sampled = [(i, seq) for i, seq in enumerate(self._rows) if seq.sampled]
         if sampled:
             with torch.inference_mode():
                 for i, seq in sampled:
-                    self.step.token[i, 0] = sample(logits[i:i + 1], seq.request.params, seq.generator)[0]
-        for seq in self._rows:
-            seq.fed += 1
-        host = self._host[self._flip][:b]
+                    step.token[i, 0] = sample(logits[i:i + 1], seq.request.params, seq.generator)[0]
+        rows = len(self._rows)
+        host = self._host[self._flip][:rows]
         self._flip ^= 1
-        host.copy_(self.step.token[:b, 0], non_blocking=True)
+        host.copy_(step.token[:rows, 0], non_blocking=True)
         self.stats.steps += 1
         return list(self._rows), host, self._event()
 
@@ -571,7 +551,6 @@ class BatchScheduler:
         for queue in self._waiting.values():
             yield from queue
         yield from self._prefilling
-        yield from self._ready
         yield from self._rows
         yield from self._solo
 
@@ -590,12 +569,11 @@ class BatchScheduler:
                 seq.solo.close()
         self._waiting.clear()
         self._running_by_user.clear()
-        self._prefilling, self._ready, self._rows, self._solo = [], [], [], []
-        self._first = self._first_host = self._inflight = None
+        self._prefilling, self._rows, self._solo = [], [], []
+        self._inflight = None
         self._sessions.clear()
         self._free = list(range(self.slots - 1, -1, -1))
-        self.step.slots.fill_(self.slots)
-        self.step.positions.zero_()
+        self.step.reset()
 
     def _shut_down(self) -> None:
         for seq in list(self._everyone()):

@@ -122,7 +122,7 @@ class Attention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if rows is not None:
             assert cache is not None
-            return self.o_proj(self._slot_attention(q, k, v, cache, layer, positions, rows, mask))
+            return self.o_proj(self._slot_attention(q, k, v, cache, layer, positions, rows))
         if cache is not None:
             cache.k[layer][:, :, positions] = k
             cache.v[layer][:, :, positions] = v
@@ -141,26 +141,17 @@ class Attention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
     def _slot_attention(self, q: Tensor, k: Tensor, v: Tensor, cache: KVCache | CacheTensors, layer: int,
-                        positions: Tensor, rows: Tensor, mask: Tensor | None) -> Tensor:
+                        positions: Tensor, rows: Tensor) -> Tensor:
         """Attention for sequences that share one cache, each in its own slot (tutor.engine.batching).
 
-        q/k/v are [b, heads, t, d] with either t == 1 (one token per sequence: batch row i sits in
-        cache slot rows[i] at positions[i]) or b == 1 (new prompts packed into one row: token j sits in
-        slot rows[j] at positions[j], and ``mask`` [t, t] keeps each token to its own prompt, which
-        starts at position 0). The new keys and values go into their slots. Returns [b, t, heads * d].
+        q/k/v are [b, heads, 1, d]: batch row i is one token in cache slot rows[i] at positions[i].
+        Every row's key and value go into its slot first, then each row attends to its slot up to
+        its own position, so rows of one prompt in one pass see each other causally. Returns
+        [b, 1, heads * d].
         """
-        b, _, t, d = q.shape
-        cache.k[layer][rows, :, positions] = k.transpose(1, 2).reshape(b * t, self.n_kv, d)
-        cache.v[layer][rows, :, positions] = v.transpose(1, 2).reshape(b * t, self.n_kv, d)
-        if t > 1:  # packed prompts: nothing cached before them, so only the block itself is attended
-            assert mask is not None
-            if q.device.type == "cpu":
-                out = grouped_attention(q, k, v, mask)
-            else:  # every query head its own key/value head, so the memory-efficient kernel takes the mask
-                group = self.n_heads // self.n_kv
-                k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-                out = attention(q, k, v, attn_mask=mask)
-            return out.transpose(1, 2).reshape(b, t, self.n_heads * d)
+        b, _, _, d = q.shape
+        cache.k[layer][rows, :, positions] = k.reshape(b, self.n_kv, d)
+        cache.v[layer][rows, :, positions] = v.reshape(b, self.n_kv, d)
         if self.decode_kernel is not None:  # reads each slot only up to its row's position
             return self.decode_kernel(q, cache.k[layer], cache.v[layer], positions, rows).view(b, 1, -1)
         # Without the kernels, each row's slot is gathered (a copy: on the CPU only as far as the
@@ -375,6 +366,12 @@ class Transformer(nn.Module):
             layer.self_attn.decode_kernel = decode_attention
 
     @property
+    def bounded_slot_reads(self) -> bool:
+        """Whether a batch row's attention reads its slot only up to its position (the decode
+        kernels, or the CPU's gather), rather than the whole slot (a GPU without the kernels)."""
+        return self.device.type == "cpu" or self.model.layers[0].self_attn.decode_kernel is not None
+
+    @property
     def dtype(self) -> torch.dtype:
         """The activation dtype (the norms are never quantized)."""
         return self.model.norm.weight.dtype
@@ -395,7 +392,7 @@ class Transformer(nn.Module):
         h = self._embed(ids)
         cos = self.rope_cos[positions].to(h.dtype)
         sin = self.rope_sin[positions].to(h.dtype)
-        if rows is not None and ids.shape[1] == 1:  # a position per batch row: [b, 1, 1, d] against [b, heads, 1, d]
+        if rows is not None:  # a position per batch row: [b, 1, 1, d] against [b, heads, 1, d]
             cos, sin = cos[:, None, None], sin[:, None, None]
         for i, layer in enumerate(self.model.layers):
             h = layer(h, cos, sin, cache, i, positions, mask, rows)
@@ -435,20 +432,15 @@ class Transformer(nn.Module):
         mask = cache.slots[None, :] <= positions[:, None]  # [t, max_len]
         return self.head(self._run(ids, positions, cache, mask)).float()
 
-    def decode_rows(self, ids: Tensor, slots: Tensor, positions: Tensor, cache: KVCache | CacheTensors) -> Tensor:
-        """One token per batch row, each row a sequence in its own cache slot: ``ids`` [b, 1] at
-        ``positions`` [b] in slots ``slots`` [b] of a cache shared by many sequences. Returns float
-        logits [b, vocab]. Shapes depend only on b, so each batch size can be captured once."""
-        h = self._run(ids, positions, cache, None, rows=slots)
-        return self.head(h[:, -1]).float()
-
-    def prefill_packed(self, ids: Tensor, slots: Tensor, positions: Tensor, mask: Tensor, last: Tensor,
-                       cache: KVCache | CacheTensors) -> Tensor:
-        """New prompts packed into one row, ``ids`` [1, t]: token j goes to cache slot ``slots[j]`` at
-        ``positions[j]``; ``mask`` [t, t] lets a token see the earlier tokens of its own prompt only.
-        Returns float logits [n, vocab] at the indices ``last`` [n] (each prompt's last token)."""
-        h = self._run(ids, positions, cache, mask, rows=slots)
-        return self.head(h[0, last]).float()
+    def decode_rows(self, ids: Tensor, slots: Tensor, positions: Tensor, cache: KVCache | CacheTensors,
+                    picks: Tensor | None = None) -> Tensor:
+        """One token per batch row, each row at its own cache slot and position: ``ids`` [n, 1] at
+        ``positions`` [n] in slots ``slots`` [n] of a cache shared by many sequences. Several rows may
+        share a slot (a prompt's tokens): all keys and values are written before any row attends, so
+        each row sees its slot up to its own position. Returns float logits of the rows ``picks``
+        (default: all), [len(picks), vocab]. Shapes depend only on n, so each size can be captured once."""
+        h = self._run(ids, positions, cache, None, rows=slots)[:, -1]
+        return self.head(h if picks is None else h[picks]).float()
 
     def decode_step(self, ids: Tensor, position: Tensor, cache: KVCache | CacheTensors) -> Tensor:
         """One token per sequence at ``position`` (a 1-element tensor). Returns float logits [batch, vocab].
