@@ -14,7 +14,9 @@ before the clock starts, which runs from the first request sent to the last answ
 
 --peer also times Hugging Face transformers' generate on a static batch of --clients requests
 (static cache, compiled forward) on the same checkpoint: the easy case, where all requests start
-and end together, in the same run.
+and end together, in the same run. --engine also drives the batch scheduler in this process from
+--clients threads, the same load without HTTP (completions only): the gap to the batched server
+is what the server's own work costs.
 """
 
 from __future__ import annotations
@@ -178,6 +180,48 @@ def measure(model: str, mode: str, args: argparse.Namespace) -> dict:
     return row
 
 
+def engine(model: str, args: argparse.Namespace) -> dict:
+    """tutor.engine.batching.BatchScheduler alone: --clients threads, each sending its next request
+    when the last one ends, compiled and captured as `tutor serve` is on a GPU."""
+    import threading
+
+    os.environ.setdefault("TUTOR_COMPILE", "1")
+    from tutor.engine import load as load_model
+    from tutor.engine.batching import BatchScheduler
+
+    net = load_model(model, device=args.device)
+    batch = BatchScheduler(net)
+    batch.warm_up()
+    firsts: list[float] = []
+    totals: list[float] = []
+
+    def client(index: int, n: int) -> None:
+        rng = random.Random(index)
+        for _ in range(n):
+            prompt = [2, *(rng.randrange(4, 1000) for _ in range(args.prompt_tokens - 1))]
+            t0 = time.perf_counter()
+            stream = batch.generate(prompt, max_new_tokens=args.max_tokens, stop_token_ids=[], stream=True)
+            first = None
+            for _ in stream:
+                first = first or time.perf_counter() - t0
+            firsts.append(first or float("nan"))
+            totals.append(time.perf_counter() - t0)
+
+    client(-1, 2)  # warm
+    firsts.clear()
+    totals.clear()
+    threads = [threading.Thread(target=client, args=(i, args.requests)) for i in range(args.clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=3600)
+    wall = time.perf_counter() - t0
+    batch.close()
+    return {"requests_s": len(totals) / wall, "first_p50_ms": pct(firsts, 50), "first_p99_ms": pct(firsts, 99),
+            "total_p50_ms": pct(totals, 50), "path": batch.step.path}
+
+
 def peer(model: str, args: argparse.Namespace) -> dict:
     """transformers' generate on one static batch of --clients prompts (static cache, compiled)."""
     import torch
@@ -232,6 +276,7 @@ def main() -> None:
     ap.add_argument("--random-shape", choices=["2b", "7b"], help="a random checkpoint at a real shape")
     ap.add_argument("--device", help="for the server (default: TUTOR_DEVICE, else the GPU if any)")
     ap.add_argument("--peer", action="store_true", help="also time transformers on a static batch")
+    ap.add_argument("--engine", action="store_true", help="also drive the batch scheduler without HTTP")
     ap.add_argument("--client-procs", type=int, default=min(8, os.cpu_count() or 1))
     ap.add_argument("--start-timeout", type=float, default=600)
     ap.add_argument("--workdir", type=Path, default=ROOT / ".bench")
@@ -251,6 +296,7 @@ def main() -> None:
         model = str(make_tiny(Path(tempfile.mkdtemp()) / "codegemma-2b"))
     rows = [measure(model, mode, args) for mode in args.modes]
     reference = peer(model, args) if args.peer else None
+    alone = engine(model, args) if args.engine else None
 
     print(f"\n{args.clients} clients x {args.requests} requests, prompt {args.prompt_tokens} tokens, "
           f"{args.max_tokens} new tokens, {args.chats:.0%} chats; model {model}")
@@ -269,10 +315,16 @@ def main() -> None:
         print(f"peer: transformers generate, static batch of {reference['batch']} (static cache, compiled): "
               f"{reference['batch_ms']:.0f} ms, {reference['requests_s']:.1f} requests/s{vs} "
               f"(compiled by {reference['compiled_by']})")
+    if alone:
+        batched = next((r for r in rows if r["mode"] == "batched"), None)
+        vs = f", batched serving {batched['requests_s'] / alone['requests_s']:.2f}x of it" if batched else ""
+        print(f"engine alone (no HTTP, {args.clients} threads, completions only, {alone['path']}): "
+              f"{alone['requests_s']:.1f} requests/s, first token p50 / p99 {alone['first_p50_ms']:.0f} / "
+              f"{alone['first_p99_ms']:.0f} ms{vs}")
     for r in rows:
         print(f"{r['mode']} health after: {json.dumps(r['health'])}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "peer": reference}, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, "peer": reference, "engine": alone}, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import asyncio
 import threading
 import weakref
 from abc import ABC, abstractmethod
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,20 +33,20 @@ class _Mailbox:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
         self._lock = threading.Lock()
-        self._pending: list[tuple[asyncio.Queue[Item], Item]] = []
+        self._pending: list[tuple[Generation, Item]] = []
 
-    def post(self, queue: asyncio.Queue[Item], item: Item) -> None:
+    def post(self, generation: Generation, item: Item) -> None:
         with self._lock:
             wake = not self._pending
-            self._pending.append((queue, item))
+            self._pending.append((generation, item))
         if wake:
             self._loop.call_soon_threadsafe(self._hand_over)
 
     def _hand_over(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
-        for queue, item in pending:
-            queue.put_nowait(item)
+        for generation, item in pending:
+            generation._arrive(item)
 
 
 _mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = weakref.WeakKeyDictionary()
@@ -64,25 +65,32 @@ class Generation:
     """One request's output on the event loop. ``put`` may be called from any thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, prepared: Prepared):
-        self._mailbox = _mailbox(loop)
-        self._items: asyncio.Queue[Item] = asyncio.Queue()
+        self._loop, self._mailbox = loop, _mailbox(loop)
+        self._items: deque[Item] = deque()  # the event loop's thread only, as is the waiter
+        self._waiter: asyncio.Future[None] | None = None
         self.prepared = prepared
         self.started = False  # a piece or the end has come: the request is past the queue
 
     def put(self, item: Item) -> None:
-        self._mailbox.post(self._items, item)
+        self._mailbox.post(self, item)
+
+    def _arrive(self, item: Item) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def get(self) -> Item:
-        item = await self._items.get()
+        while not self._items:
+            self._waiter = self._loop.create_future()
+            await self._waiter
         self.started = True
-        return item
+        return self._items.popleft()
 
     def ready(self) -> list[Item]:
         """The items that have come already, without waiting (a streaming reply that fell behind
         sends them as one event: fewer writes when the server is busiest)."""
-        items = []
-        while not self._items.empty():
-            items.append(self._items.get_nowait())
+        items = list(self._items)
+        self._items.clear()
         return items
 
     def cancel(self) -> None:
