@@ -41,10 +41,15 @@ TOKEN = "load"
 
 
 def rss_mib(pid: int) -> float:
+    """Resident memory of the server and its children (the batch runs in a child process)."""
+    total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            total += int(line.split()[1])
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += rss_mib(int(child)) * 1024
+    return total / 1024
 
 
 def start(model: str, mode: str, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:

@@ -114,7 +114,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
                            on_progress=progress)
     serve(backend, host=host, port=port, token=token, max_queue=args.max_queue,
           parent_pid=args.parent_pid, grading=grading, scheduler=args.scheduler, max_per_user=args.max_per_user,
-          slots=args.slots, slot_tokens=args.slot_tokens, hub=hub, prefix=prefix, allow_hosts=args.allow_host or ())
+          slots=args.slots, slot_tokens=args.slot_tokens, hub=hub, prefix=prefix, allow_hosts=args.allow_host or (),
+          in_process=args.in_process, progress=args.progress)
 
 
 def _positive(text: str) -> int:
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slot-tokens", type=_positive,
                    help="batched: tokens (prompt + answer) one slot holds (default: the model's context); longer "
                         "requests run on their own cache. Fewer tokens a slot, more slots fit")
+    p.add_argument("--in-process", action="store_true",
+                   help="batched: run the models in the server's own process (by default the batch has a process "
+                        "of its own, so that answering HTTP and decoding each have a core)")
     p.add_argument("--problems", help="grade students' code against the problems and lessons in this folder "
                                        "(hidden tests stay on the server)")
     p.add_argument("--progress", choices=["bar", "lines", "none"], default="bar",

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_queue: int = 64, parent_pid: int | None = None, grading=None, scheduler: str = "auto",
           max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None, hub=None,
-          prefix: str = "/", allow_hosts: Sequence[str] = ()) -> None:
+          prefix: str = "/", allow_hosts: Sequence[str] = (), in_process: bool = False,
+          progress: str = "bar") -> None:
     """Load the models, listen, print the URL on one line, and serve until stopped.
 
     With ``parent_pid`` the server exits when that process is gone, so a worker never outlives
@@ -33,6 +34,10 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
     so it does not compile unless asked, and it runs one request at a time (``scheduler`` "auto"
     means the batch only for a standalone server on a GPU). With ``hub`` (a tutor.serving.hub.HubGate)
     the Hub authenticates every request, and the routes sit under ``prefix``.
+
+    The batch runs in a child process (tutor.serving.engine_process), so that the HTTP server and
+    the batch each have a core, unless ``in_process``; ``progress`` (bar, lines, none) is how the
+    child shows its models' loading, as the backend's own callback does in this process.
     """
     # Here, not at the top: tutor.serving.schema is also the inline completer's (tutor.server), which must not
     # import the engine (torch) with this package when the model is on a shared server.
@@ -44,19 +49,29 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
         os.environ.setdefault("TUTOR_COMPILE", "1")
     elif scheduler == "auto":
         scheduler = "fifo"  # one user's model worker: no batch slots taking half the GPU's memory
+    engine = None
+    started = time.monotonic()
+    if not in_process and any(backend.sources.values()) and _batched(backend, scheduler):
+        from .engine_process import EngineConfig, EngineProcess
+
+        engine = EngineProcess(EngineConfig(backend.sources["completion"], backend.sources["chat"],
+                                            device=backend.device, dtype=backend.dtype, progress=progress,
+                                            slots=slots, slot_tokens=slot_tokens))
+        engine.wait_ready()  # loads and warms up there: a broken folder fails here, with its message
     for role, source in backend.sources.items():
-        if source:
+        if source and engine is None:
             backend.model(role)  # load now: a broken folder fails here, with its message, not later
     app = make_app(backend, token=token, max_queue=max_queue, grading=grading, scheduler=scheduler,
                    max_per_user=max_per_user, slots=slots, slot_tokens=slot_tokens, hub=hub, prefix=prefix,
                    # Under the Hub its proxy forwards the public name as Host, and the Hub's token guards
                    # every request: the allow-list is for a server that answers anyone who reaches it.
-                   hosts=HostCheck(host, ["*"] if hub is not None else allow_hosts))
+                   hosts=HostCheck(host, ["*"] if hub is not None else allow_hosts), engine=engine)
     state = app.settings["tutor_state"]
     for served in state.models.values():
-        started = time.monotonic()
-        backend.report_phase(served.roles[0], "warming up")  # after loading, compiling or capturing can take a while
-        served.scheduler.warm_up()
+        if engine is None:
+            started = time.monotonic()
+            backend.report_phase(served.roles[0], "warming up")  # compiling or capturing can take a while
+            served.scheduler.warm_up()
         print(f"tutor serve: {served.name} ({', '.join(served.roles)}): {served.scheduler.decode_path}, "
               f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     try:
@@ -65,7 +80,21 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
         state.close()
 
 
+def _batched(backend: LocalBackend, scheduler: str) -> bool:
+    """Whether the models will be served by the batch ("auto": on a GPU), without loading them."""
+    if scheduler != "auto":
+        return scheduler == "batched"
+    import torch
+
+    from ..engine.codegemma import default_device
+
+    return (torch.device(backend.device) if backend.device else default_device()).type == "cuda"
+
+
 async def _serve(app, host: str, port: int, parent_pid: int | None, prefix: str = "/") -> None:
+    engine = app.settings["tutor_state"].engine
+    if engine is not None:
+        engine.attach(asyncio.get_running_loop())
     sockets = tornado.netutil.bind_sockets(port, host)
     # Bodies past the largest limit of any endpoint are refused by tornado from Content-Length (or as a
     # chunked body grows), before a byte is buffered; the handlers answer each endpoint's own 413.

@@ -27,6 +27,7 @@ from tornado.iostream import StreamClosedError
 from ..backends.base import MAX_DRAFT_TOKENS, BackendError, Completion, GenerationOptions
 from ..backends.local import LocalBackend, Prepared
 from .access import HostCheck
+from .engine_process import EngineProcess, Orders, RemoteScheduler
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .scheduling import Generation, Item, Scheduler, make_scheduler
 from .schema import MAX_BODY_BYTES, RequestSchemaError, parse_body, validate
@@ -49,8 +50,9 @@ class ServerState:
 
     def __init__(self, backend: LocalBackend, token: str | None, max_queue: int, *, scheduler: str = "auto",
                  max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None,
-                 hosts: HostCheck | None = None):
-        self.backend = backend
+                 hosts: HostCheck | None = None, engine: EngineProcess | None = None):
+        self.backend: LocalBackend | Orders = backend
+        self.engine = engine  # the models' process, where they do not run in this one
         self.token = token
         self.hosts = hosts or HostCheck("127.0.0.1")
         self.max_queue = max_queue  # requests waiting to start, per model
@@ -58,7 +60,12 @@ class ServerState:
         self.started = int(time.time())
         self.models: dict[str, ServedModel] = {}
         self.by_user: dict[str, int] = {}
-        for role in ("completion", "chat"):
+        if engine is not None:
+            self.backend = Orders(backend.sources)
+            for source, info in engine.info.items():
+                self.models[source] = ServedModel(source, list(info["roles"]),
+                                                  RemoteScheduler(engine, source, info["roles"][0]))
+        for role in ("completion", "chat") if engine is None else ():
             source = backend.sources[role]
             if not source:
                 continue
@@ -86,6 +93,8 @@ class ServerState:
     def close(self) -> None:
         for served in self.models.values():
             served.scheduler.close()
+        if self.engine is not None:
+            self.engine.close()
 
 
 def error_body(message: str, kind: str, status: int, param: str | None = None) -> dict[str, Any]:
@@ -189,7 +198,7 @@ class HealthHandler(BaseHandler):
         for served in self.state.models.values():
             scheduler = served.scheduler
             models[served.name] = {"roles": served.roles, "scheduler": scheduler.kind, **scheduler.counts(),
-                                   "cancelled": scheduler.cancelled, "device": str(scheduler.model.device),
+                                   "cancelled": scheduler.cancelled, "device": scheduler.device,
                                    "decode": scheduler.decode_path}
         self.write({"status": "ok", "models": models})
 
@@ -484,16 +493,17 @@ def _text_content(content: Any) -> Any:
 def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int = 16, grading: Any = None,
              scheduler: str = "auto", max_per_user: int = 0, slots: int | None = None,
              slot_tokens: int | None = None, hub: Any = None, prefix: str = "/",
-             hosts: HostCheck | None = None) -> tornado.web.Application:
+             hosts: HostCheck | None = None, engine: EngineProcess | None = None) -> tornado.web.Application:
     """The server's application; ``app.settings["tutor_state"].close()`` stops its schedulers.
 
     As a JupyterHub service, ``hub`` (a tutor.serving.hub.HubGate) authenticates requests instead of
     ``token``, and every route sits under ``prefix`` (the Hub's proxy passes the whole path on).
-    ``hosts`` is the Host/Origin allow-list (default: loopback names only)."""
+    ``hosts`` is the Host/Origin allow-list (default: loopback names only). With ``engine`` (a
+    started, ready tutor.serving.engine_process.EngineProcess) the models run there, not here."""
     from .grading import routes as grading_routes  # grading.py builds on BaseHandler above
 
     state = ServerState(backend, token, max_queue, scheduler=scheduler, max_per_user=max_per_user, slots=slots,
-                        slot_tokens=slot_tokens, hosts=hosts)
+                        slot_tokens=slot_tokens, hosts=hosts, engine=engine)
     state.hub = hub
     routes = [
         (r"/health", HealthHandler, {"state": state}),

@@ -14,6 +14,7 @@ import threading
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -118,6 +119,11 @@ class Scheduler(ABC):
         """{"waiting": ..., "running": ..., "tokens": generated so far}"""
 
     @property
+    def device(self) -> str:
+        """Where the model runs (for /health)."""
+        return str(self.model.device)
+
+    @property
     @abstractmethod
     def decode_path(self) -> str:
         """How a decode step runs (for /health)."""
@@ -198,22 +204,26 @@ class BatchedScheduler(Scheduler):
 
     def start(self, prepared, loop, *, session, user):
         generation = Generation(loop, prepared)
+        self.submit(prepared, generation.put, session=session, user=user)
+        return generation
+
+    def submit(self, prepared: Prepared, put: Callable[[Item], None], *, session: str | None, user: str) -> None:
+        """Queue ``prepared``; each of its items goes to ``put``, on the scheduler's thread (it must not block)."""
         source = prepared.source
 
-        def deliver(item: Any) -> None:  # on the scheduler's thread: must not block
+        def deliver(item: Any) -> None:
             if isinstance(item, GenerationResult):
                 item = completion_of(item, source)
                 self._ended(item)
             if not isinstance(item, str):
                 self._ended_count += 1
-            generation.put(item)
+            put(item)
 
         try:
             self.batch.submit(prepared.request, session=session, user=user, deliver=deliver)
         except RuntimeError as exc:  # closed: the server is stopping
             raise BackendError(f"the server is shutting down: {exc}", 503, "overloaded") from exc
         self._submitted += 1
-        return generation
 
     def counts(self):
         stats = self.batch.stats
