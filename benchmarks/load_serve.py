@@ -40,16 +40,17 @@ sys.path.insert(0, str(ROOT))
 TOKEN = "load"
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of the server and its children (the batch runs in a child process)."""
-    total = 0
+def rss_mib(pid: int, children: bool = True) -> float:
+    """Resident memory of the server and its children (the batch runs in a child process), not of
+    theirs: the compiler's worker processes under the batch's are not the server's memory."""
+    total = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            total += int(line.split()[1])
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            total += rss_mib(int(child)) * 1024
-    return total / 1024
+            total += int(line.split()[1]) / 1024
+    if children:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += sum(rss_mib(int(child), False) for child in (task / "children").read_text().split())
+    return total
 
 
 def start(model: str, mode: str, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:

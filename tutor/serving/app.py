@@ -199,8 +199,11 @@ class HealthHandler(BaseHandler):
             scheduler = served.scheduler
             models[served.name] = {"roles": served.roles, "scheduler": scheduler.kind, **scheduler.counts(),
                                    "cancelled": scheduler.cancelled, "device": scheduler.device,
-                                   "decode": scheduler.decode_path}
-        self.write({"status": "ok", "models": models})
+                                   "process": scheduler.process, "decode": scheduler.decode_path}
+        gone = self.state.engine.gone if self.state.engine is not None else None
+        if gone:  # an operator's probe restarts a server whose models' process died
+            self.set_status(503)
+        self.write({"status": "error", "error": gone, "models": models} if gone else {"status": "ok", "models": models})
 
 
 class MetricsHandler(BaseHandler):

@@ -225,14 +225,20 @@ class RemoteScheduler(Scheduler):
         self._ended_count += 1
 
     def counts(self) -> dict[str, int]:
+        # Requests not ended are exact here; how many of them run is the child's count, sent with its
+        # last message (it lags by up to COUNTS_EVERY_S), so it is capped by what is still live.
         theirs = self.engine.counts.get(self.name, {})
-        running = theirs.get("running", 0)
-        return {"waiting": max(0, self._submitted - self._ended_count - running), "running": running,
-                "tokens": theirs.get("tokens", 0)}
+        live = self._submitted - self._ended_count
+        running = min(live, theirs.get("running", 0))
+        return {"waiting": live - running, "running": running, "tokens": theirs.get("tokens", 0)}
 
     @property
     def decode_path(self) -> str:
-        return f"{self.engine.info[self.name]['decode']}, in a process of its own"
+        return self.engine.info[self.name]["decode"]
+
+    @property
+    def process(self) -> str:
+        return "its own"
 
     @property
     def device(self) -> str:

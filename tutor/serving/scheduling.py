@@ -124,6 +124,11 @@ class Scheduler(ABC):
         return str(self.model.device)
 
     @property
+    def process(self) -> str:
+        """Which process runs the model (for /health): "the server's", or "its own" (engine_process)."""
+        return "the server's"
+
+    @property
     @abstractmethod
     def decode_path(self) -> str:
         """How a decode step runs (for /health)."""
