@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.base import BackendError, Completion, GenerationOptions
+from ..backends.base import BackendError, GenerationOptions
 from .scheduling import Generation, Item, Scheduler
 
 # Seconds the child waits for more items before it sends the counts alone (/health, /metrics, the
@@ -367,4 +367,4 @@ def _wire_error(error: Exception) -> tuple[str, int, str, str | None, str]:
     return ("error", 500, "server_error", None, str(error) or type(error).__name__)
 
 
-__all__ = ["Completion", "EngineConfig", "EngineProcess", "Orders", "RemoteScheduler"]
+__all__ = ["EngineConfig", "EngineProcess", "Orders", "RemoteScheduler"]
