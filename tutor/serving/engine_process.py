@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class EngineProcess:
         self._send_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.gone: str | None = None  # why the child is gone, once it is
+        self._closing = False
 
     def wait_ready(self) -> dict[str, dict[str, Any]]:
         """Block until the child has loaded and warmed its models (minutes, on a GPU); raises
@@ -136,15 +138,24 @@ class EngineProcess:
             try:
                 message = self._conn.recv()
             except (EOFError, OSError):
-                code = self._process.exitcode
-                self.gone = (f"the model process stopped (exit code {code}); every request fails until "
-                             "tutor serve is restarted")
-                self._loop.call_soon_threadsafe(self._fail_all)
+                if self._closing:
+                    return
+                self._process.join(timeout=5)  # for its exit code
+                self.gone = (f"the model process stopped (exit code {self._process.exitcode}); every request "
+                             "fails until tutor serve is restarted")
+                self._call(self._fail_all)
                 return
             if message[0] == "items":
                 self.counts = message[2]
                 if message[1]:
-                    self._loop.call_soon_threadsafe(self._hand_over, message[1])
+                    self._call(self._hand_over, message[1])
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop has closed: the server is stopping
+            pass
 
     def _hand_over(self, items: list[tuple[int, Any]]) -> None:
         for rid, item in items:
@@ -164,6 +175,7 @@ class EngineProcess:
             generation._arrive(BackendError(self.gone or "the model process stopped", 503, "model_unavailable"))
 
     def close(self) -> None:
+        self._closing = True
         try:
             with self._send_lock:
                 self._conn.send(("stop",))
@@ -252,6 +264,8 @@ class RemoteScheduler(Scheduler):
 
 
 def _child_main(conn: Any, config: EngineConfig) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops, then stops this child.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from ..backends.local import LocalBackend
     from ..backends.progress import TextBar, line_reporter
     from .scheduling import BatchedScheduler
