@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -119,3 +120,25 @@ def test_in_process_keeps_the_models_in_the_server(tiny_dirs):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_server_killed_outright_leaves_no_model_process_behind(tiny_dirs):
+    """kill -9 of the server (no clean-up runs in it): the child sees its pipe end and exits, so no
+    orphan keeps the GPU's memory."""
+    proc, _ = start_server("--model", str(tiny_dirs["2b"]), "--scheduler", "batched", "--slots", "2")
+    child = engine_child(proc.pid)
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(child), "the model process outlived its server"
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child waits there for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
