@@ -59,6 +59,8 @@ def start(model: str, mode: str, args: argparse.Namespace) -> tuple[subprocess.P
            "--max-per-user", str(args.clients)]
     if args.device:
         cmd += ["--device", args.device]
+    if args.stream_interval is not None:
+        cmd += ["--stream-interval", str(args.stream_interval)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     deadline = time.monotonic() + args.start_timeout
@@ -283,6 +285,7 @@ def main() -> None:
     ap.add_argument("--device", help="for the server (default: TUTOR_DEVICE, else the GPU if any)")
     ap.add_argument("--peer", action="store_true", help="also time transformers on a static batch")
     ap.add_argument("--engine", action="store_true", help="also drive the batch scheduler without HTTP")
+    ap.add_argument("--stream-interval", type=int, help="the server's --stream-interval, ms (default: its own)")
     ap.add_argument("--client-procs", type=int, default=min(8, os.cpu_count() or 1))
     ap.add_argument("--start-timeout", type=float, default=600)
     ap.add_argument("--workdir", type=Path, default=ROOT / ".bench")

@@ -4,6 +4,7 @@ that says so instead of hanging. A real server and its real child, on the CPU.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -142,3 +143,28 @@ def running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+def test_a_stream_interval_sends_the_pieces_that_piled_up_as_one_event(tiny_dirs):
+    """--stream-interval: after the first piece, what comes within the interval goes out as one event,
+    and the text is the same as unstreamed; the answer's end still arrives (it is never held)."""
+    proc, url = start_server("--model", str(tiny_dirs["2b"]), "--token", TOKEN, "--dtype", "float32",
+                             "--scheduler", "batched", "--slots", "2", "--stream-interval", "60000")
+    try:
+        body = {"prompt": "def add(a, b):", "max_tokens": 24, "temperature": 0, "stop_token_ids": []}
+        whole = httpx.post(f"{url}/v1/completions", headers=AUTH, json=body, timeout=60).json()
+        texts, finish = [], None
+        with httpx.stream("POST", f"{url}/v1/completions", headers=AUTH, json={**body, "stream": True},
+                          timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    choice = json.loads(line[6:])["choices"][0]
+                    finish = choice["finish_reason"] or finish
+                    if choice["text"]:
+                        texts.append(choice["text"])
+        assert "".join(texts) == whole["choices"][0]["text"] and finish == "length"
+        assert whole["usage"]["completion_tokens"] == 24
+        assert len(texts) <= 2  # the first piece, then the rest together (never one event a token)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

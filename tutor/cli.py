@@ -115,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(backend, host=host, port=port, token=token, max_queue=args.max_queue,
           parent_pid=args.parent_pid, grading=grading, scheduler=args.scheduler, max_per_user=args.max_per_user,
           slots=args.slots, slot_tokens=args.slot_tokens, hub=hub, prefix=prefix, allow_hosts=args.allow_host or (),
-          in_process=args.in_process, progress=args.progress)
+          in_process=args.in_process, progress=args.progress, stream_interval=args.stream_interval / 1000)
 
 
 def _positive(text: str) -> int:
@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slot-tokens", type=_positive,
                    help="batched: tokens (prompt + answer) one slot holds (default: the model's context); longer "
                         "requests run on their own cache. Fewer tokens a slot, more slots fit")
+    p.add_argument("--stream-interval", type=_non_negative, default=10, metavar="MS",
+                   help="milliseconds at least between two streamed events of one answer after its first: the "
+                        "pieces that come meanwhile go out as one (default 10; 0: every piece at once). Fewer writes "
+                        "let one server stream to a whole class; a reader sees no difference")
     p.add_argument("--in-process", action="store_true",
                    help="batched: run the models in the server's own process (by default the batch has a process "
                         "of its own, so that answering HTTP and decoding each have a core)")

@@ -24,7 +24,7 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
           max_queue: int = 64, parent_pid: int | None = None, grading=None, scheduler: str = "auto",
           max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None, hub=None,
           prefix: str = "/", allow_hosts: Sequence[str] = (), in_process: bool = False,
-          progress: str = "bar") -> None:
+          progress: str = "bar", stream_interval: float = 0.0) -> None:
     """Load the models, listen, print the URL on one line, and serve until stopped.
 
     With ``parent_pid`` the server exits when that process is gone, so a worker never outlives
@@ -65,7 +65,8 @@ def serve(backend: LocalBackend, *, host: str = "127.0.0.1", port: int = 8000, t
                    max_per_user=max_per_user, slots=slots, slot_tokens=slot_tokens, hub=hub, prefix=prefix,
                    # Under the Hub its proxy forwards the public name as Host, and the Hub's token guards
                    # every request: the allow-list is for a server that answers anyone who reaches it.
-                   hosts=HostCheck(host, ["*"] if hub is not None else allow_hosts), engine=engine)
+                   hosts=HostCheck(host, ["*"] if hub is not None else allow_hosts), engine=engine,
+                   stream_interval=stream_interval)
     state = app.settings["tutor_state"]
     for served in state.models.values():
         if engine is None:

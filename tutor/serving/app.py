@@ -50,13 +50,14 @@ class ServerState:
 
     def __init__(self, backend: LocalBackend, token: str | None, max_queue: int, *, scheduler: str = "auto",
                  max_per_user: int = 0, slots: int | None = None, slot_tokens: int | None = None,
-                 hosts: HostCheck | None = None, engine: EngineProcess | None = None):
+                 hosts: HostCheck | None = None, engine: EngineProcess | None = None, stream_interval: float = 0.0):
         self.backend: LocalBackend | Orders = backend
         self.engine = engine  # the models' process, where they do not run in this one
         self.token = token
         self.hosts = hosts or HostCheck("127.0.0.1")
         self.max_queue = max_queue  # requests waiting to start, per model
         self.max_per_user = max_per_user  # requests at once, per user (0: no cap)
+        self.stream_interval = stream_interval  # seconds at least between two streamed events of a request
         self.started = int(time.time())
         self.models: dict[str, ServedModel] = {}
         self.by_user: dict[str, int] = {}
@@ -308,9 +309,12 @@ class GenerationHandler(BaseHandler):
         first = True
         later: list[Item] = []
         piece = self._piece_json(rid, name)
+        interval, sent = self.state.stream_interval, 0.0
         while True:
             item = later.pop(0) if later else await generation.get()
             if isinstance(item, str) and streaming:
+                if not first and interval:  # the next pieces go out together: far fewer writes for a class
+                    await generation.settle(sent + interval - time.monotonic())
                 later = generation.ready()
                 while later and isinstance(later[0], str):
                     item += later.pop(0)
@@ -332,6 +336,7 @@ class GenerationHandler(BaseHandler):
                 event = json.dumps(self.chunk(rid, name, item, None, first)) if first else piece(item)
                 if not await self._send(event):
                     return "cancelled"
+                sent = time.monotonic()
             first = False
         result = item
         if not streaming:
@@ -496,17 +501,20 @@ def _text_content(content: Any) -> Any:
 def make_app(backend: LocalBackend, *, token: str | None = None, max_queue: int = 16, grading: Any = None,
              scheduler: str = "auto", max_per_user: int = 0, slots: int | None = None,
              slot_tokens: int | None = None, hub: Any = None, prefix: str = "/",
-             hosts: HostCheck | None = None, engine: EngineProcess | None = None) -> tornado.web.Application:
+             hosts: HostCheck | None = None, engine: EngineProcess | None = None,
+             stream_interval: float = 0.0) -> tornado.web.Application:
     """The server's application; ``app.settings["tutor_state"].close()`` stops its schedulers.
 
     As a JupyterHub service, ``hub`` (a tutor.serving.hub.HubGate) authenticates requests instead of
     ``token``, and every route sits under ``prefix`` (the Hub's proxy passes the whole path on).
     ``hosts`` is the Host/Origin allow-list (default: loopback names only). With ``engine`` (a
-    started, ready tutor.serving.engine_process.EngineProcess) the models run there, not here."""
+    started, ready tutor.serving.engine_process.EngineProcess) the models run there, not here.
+    ``stream_interval``: seconds at least between two streamed events of one request after its first
+    (the pieces that come meanwhile go out as one event; a request's end is never held)."""
     from .grading import routes as grading_routes  # grading.py builds on BaseHandler above
 
     state = ServerState(backend, token, max_queue, scheduler=scheduler, max_per_user=max_per_user, slots=slots,
-                        slot_tokens=slot_tokens, hosts=hosts, engine=engine)
+                        slot_tokens=slot_tokens, hosts=hosts, engine=engine, stream_interval=stream_interval)
     state.hub = hub
     routes = [
         (r"/health", HealthHandler, {"state": state}),

@@ -69,16 +69,32 @@ class Generation:
         self._loop, self._mailbox = loop, _mailbox(loop)
         self._items: deque[Item] = deque()  # the event loop's thread only, as is the waiter
         self._waiter: asyncio.Future[None] | None = None
+        self._end_waiter: asyncio.Future[None] | None = None
         self.prepared = prepared
         self.started = False  # a piece or the end has come: the request is past the queue
+        self.ended = False  # its last item (a Completion or an exception) has come
 
     def put(self, item: Item) -> None:
         self._mailbox.post(self, item)
 
     def _arrive(self, item: Item) -> None:
         self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        if not isinstance(item, str):
+            self.ended = True
+            _release(self._end_waiter)
+        _release(self._waiter)
+
+    async def settle(self, seconds: float) -> None:
+        """Let pieces pile up for ``seconds``, or until the generation ends (its end is never held)."""
+        if self.ended or seconds <= 0:
+            return
+        self._end_waiter = waiter = self._loop.create_future()
+        timer = self._loop.call_later(seconds, _release, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._end_waiter = None
 
     async def get(self) -> Item:
         while not self._items:
@@ -97,6 +113,11 @@ class Generation:
     def cancel(self) -> None:
         """Stop it, queued or running; it still ends with a Completion ("cancelled")."""
         self.prepared.request.cancel.set()
+
+
+def _release(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class Scheduler(ABC):
