@@ -318,18 +318,19 @@ def main() -> None:
         print(f"| {r['mode']} | {r['requests_s']:.1f} | {ratio} | {r['first_p50_ms']:.0f} / {r['first_p90_ms']:.0f} / "
               f"{r['first_p99_ms']:.0f} | {r['total_p50_ms']:.0f} / {r['total_p99_ms']:.0f} | {r['outcomes']} | "
               f"{r['rss_before_mib']:.0f} / {r['rss_after_mib']:.0f} |")
+    batched = next((r for r in rows if r["mode"] == "batched"), None)
+
+    def served_vs(other: dict) -> str:
+        return f", batched serving {batched['requests_s'] / other['requests_s']:.2f}x of it" if batched else ""
+
     if reference:
-        batched = next((r for r in rows if r["mode"] == "batched"), None)
-        vs = f", batched serving {batched['requests_s'] / reference['requests_s']:.2f}x of it" if batched else ""
         print(f"peer: transformers generate, static batch of {reference['batch']} (static cache, compiled): "
-              f"{reference['batch_ms']:.0f} ms, {reference['requests_s']:.1f} requests/s{vs} "
+              f"{reference['batch_ms']:.0f} ms, {reference['requests_s']:.1f} requests/s{served_vs(reference)} "
               f"(compiled by {reference['compiled_by']})")
     if alone:
-        batched = next((r for r in rows if r["mode"] == "batched"), None)
-        vs = f", batched serving {batched['requests_s'] / alone['requests_s']:.2f}x of it" if batched else ""
         print(f"engine alone (no HTTP, {args.clients} threads, completions only, {alone['path']}): "
               f"{alone['requests_s']:.1f} requests/s, first token p50 / p99 {alone['first_p50_ms']:.0f} / "
-              f"{alone['first_p99_ms']:.0f} ms{vs}")
+              f"{alone['first_p99_ms']:.0f} ms{served_vs(alone)}")
     for r in rows:
         print(f"{r['mode']} health after: {json.dumps(r['health'])}")
     if args.json:
