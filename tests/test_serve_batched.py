@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -105,6 +106,27 @@ def test_an_editor_session_reuses_its_prefix(batched, engine):
     cached = r["usage"]["prompt_tokens_details"]["cached_tokens"]
     assert cached > len(first) // 2  # a keystroke prefills only what changed
     assert r["choices"][0]["text"] == engine.generate(second, max_new_tokens=3, stop_token_ids=fim_stop_ids(tok)).text
+
+
+def test_another_student_naming_the_same_session_cancels_nothing(batched, engine):
+    """A session is one editor of one requester: a second student who sends the first one's session
+    name does not cancel the first one's running completion (as a newer request of its own would)."""
+    tok = engine.tokenizer
+    body = {"max_tokens": 400, "temperature": 0, "session": "editor-shared", "stop_token_ids": [],
+            "prompt": fim_prompt(tok, "def long(x):\n    return ", "\n"), "stream": True, "user": "alice"}
+    finish, overlapped = None, False
+    with httpx.stream("POST", f"{batched}/v1/completions", headers=AUTH, json=body, timeout=120) as r:
+        for line in r.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            choice = json.loads(line[6:])["choices"][0]
+            if not overlapped:  # the other student's request comes while this one generates
+                other = httpx.post(f"{batched}/v1/completions", headers=AUTH, timeout=60,
+                                   json={**body, "stream": False, "max_tokens": 2, "user": "mallory"})
+                assert other.status_code == 200, other.text
+                overlapped = True
+            finish = choice["finish_reason"] or finish
+    assert finish == "length"
 
 
 def test_the_cap_per_student_answers_429_and_others_go_on(batched, tiny_dirs):

@@ -270,7 +270,10 @@ class GenerationHandler(BaseHandler):
                 raise BackendError(f"You already have {mine} requests running on this server, its limit per "
                                    "student; wait for one to finish (or stop it) and try again.", 429,
                                    "rate_limit_exceeded")
-            generation = scheduler.start(prepared, asyncio.get_running_loop(), session=session, user=user)
+            # An editor is a session of one requester: another student naming the same session can
+            # neither cancel this one's completions nor take over its slot's cache.
+            editor = None if session is None else f"{user}\n{session}"
+            generation = scheduler.start(prepared, asyncio.get_running_loop(), session=editor, user=user)
         except BackendError as exc:
             if exc.status in (429, 503):
                 state.metrics.requests.labels(self._model_label(body), self.endpoint, "rejected").inc()
